@@ -1,0 +1,36 @@
+# The two commands a fresh machine needs: `make demo` (the main job) and `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo serve test lint bench-pacing clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Until the demo issue lands: migrate the embedded database and start the service.
+demo: install
+	$(BIN)/dialer migrate
+	$(BIN)/dialer serve
+
+serve: install
+	$(BIN)/dialer serve
+
+test: install
+	$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench-pacing: install
+	$(BIN)/python -m benchmarks.pacing --json benchmarks/results/pacing.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

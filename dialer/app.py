@@ -1,0 +1,81 @@
+"""The one wiring place: builds the service's object graph (database, HTTP routes) from settings.
+
+`dialer serve` and the tests call `build_app`; nothing else constructs these objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialer import __version__, auth
+from dialer.settings import Settings
+from dialer.store.db import make_engine, make_sessionmaker
+from dialer.store.migrate import check_schema
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    try:
+        await check_schema(engine)
+    except Exception as exc:  # the health check reports, it does not crash
+        return web.json_response({"status": "unhealthy", "error": str(exc)}, status=503)
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def login(request: web.Request) -> web.Response:
+    """POST /api/login {"login", "password"} -> {"token", "agent_id", "role", "name"}."""
+    try:
+        body = await request.json()
+        login_name, password = str(body["login"]), str(body["password"])
+    except (ValueError, KeyError, TypeError):
+        return web.json_response(
+            {"error": "invalid_request", "detail": "send JSON with fields login and password"},
+            status=400,
+        )
+    found = await auth.login(
+        request.app[auth.SESSIONS_KEY], login_name, password, dt.datetime.now(dt.UTC)
+    )
+    if found is None:
+        return web.json_response(
+            {"error": "unauthorized", "detail": "wrong login or password"}, status=401
+        )
+    token, who = found
+    return web.json_response(
+        {"token": token, "agent_id": who.agent_id, "role": who.role, "name": who.name}
+    )
+
+
+async def logout(request: web.Request) -> web.Response:
+    token = auth.bearer_token(request)
+    if token:
+        await auth.logout(request.app[auth.SESSIONS_KEY], token)
+    return web.json_response({"status": "logged out"})
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def build_app(settings: Settings, engine: AsyncEngine | None = None) -> web.Application:
+    """The aiohttp application. Refuses to build on a schema that is behind."""
+    engine = engine or make_engine(settings.database_url)
+    await check_schema(engine)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[ENGINE] = engine
+    app[auth.SESSIONS_KEY] = make_sessionmaker(engine)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    # Feature route tables, each in its own module (ops API, agents' websocket, ...).
+    return app

@@ -1,0 +1,246 @@
+"""Claiming dialable phones: the one transaction that turns "launch N calls" into attempt rows.
+
+Rows are locked first (`FOR UPDATE SKIP LOCKED` on Postgres), then everything the compliance rule
+needs is read in a second statement, so that under READ COMMITTED it sees every attempt committed
+by other dialer processes while this one holds the accounts' locks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer.store.models import Account, CallAttempt, CampaignAccount, DncEntry, MemberState, Phone
+
+# While an attempt is open its account is parked this far ahead; the attempt's end sets the real
+# next time. Postgres re-checks this column on rows another claimer just updated.
+IN_FLIGHT_PARK = dt.timedelta(hours=6)
+HISTORY = dt.timedelta(days=8)
+
+
+@dataclass(frozen=True, slots=True)
+class PastAttempt:
+    phone_id: int
+    created_at: dt.datetime
+    outcome: str | None
+    abandoned: bool
+    conversation: bool  # bridged to an agent: a telephone conversation about the debt
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What a compliance rule sees about one locked account."""
+
+    account: Account
+    phones: Sequence[Phone]
+    attempts: Sequence[PastAttempt]  # this account's attempts over the last 8 days, any campaign
+    dnc_numbers: frozenset[str]  # numbers of this account on an unexpired DNC entry
+    campaign_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A rule's verdict: the phone to dial, or why none may be dialed and until when."""
+
+    phone: Phone | None
+    reason: str | None = None
+    retry_at: dt.datetime | None = None
+    done: bool = False  # nothing will ever be dialable: leave the campaign
+
+
+@dataclass(slots=True)
+class Claimed:
+    attempt_id: int
+    campaign_id: int
+    account_id: int
+    phone_id: int
+    number: str
+    time_zone: str | None
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    claimed: list[Claimed] = field(default_factory=list)
+    blocked: dict[str, int] = field(default_factory=dict)  # reason -> accounts, for the explanation
+
+
+Rule = Callable[[Candidate, dt.datetime], Choice]
+
+
+def first_dialable_phone(candidate: Candidate, now: dt.datetime) -> Choice:
+    """The plainest rule: the first valid, non-DNC phone in priority order that is due."""
+    usable = [
+        p
+        for p in candidate.phones
+        if p.valid and not p.dnc and p.number not in candidate.dnc_numbers
+    ]
+    if not usable:
+        return Choice(None, "no valid phone", done=True)
+    due = [p for p in usable if p.next_attempt_at is None or p.next_attempt_at <= now]
+    if not due:
+        return Choice(
+            None,
+            "phones resting",
+            retry_at=min(p.next_attempt_at for p in usable if p.next_attempt_at),
+        )
+    return Choice(due[0])
+
+
+async def claim_phones(
+    session: AsyncSession,
+    campaign_id: int,
+    count: int,
+    now: dt.datetime,
+    rule: Rule = first_dialable_phone,
+    *,
+    caller_id: str | None = None,
+    scan_factor: int = 4,
+) -> ClaimResult:
+    """Claim up to `count` phones of `campaign_id` and write their attempt rows, in the caller's
+    transaction. Accounts a rule blocks are pushed to their retry time so the next tick skips
+    them."""
+    result = ClaimResult()
+    if count <= 0:
+        return result
+    open_attempt = exists().where(
+        and_(CallAttempt.account_id == CampaignAccount.account_id, CallAttempt.ended_at.is_(None))
+    )
+    lock = (
+        select(CampaignAccount.account_id)
+        .join(Account, Account.id == CampaignAccount.account_id)
+        .where(
+            CampaignAccount.campaign_id == campaign_id,
+            CampaignAccount.state == MemberState.ACTIVE.value,
+            or_(CampaignAccount.next_attempt_at.is_(None), CampaignAccount.next_attempt_at <= now),
+            ~open_attempt,
+        )
+        .order_by(
+            CampaignAccount.priority.desc(),
+            CampaignAccount.next_attempt_at.asc().nulls_first(),
+            CampaignAccount.account_id,
+        )
+        .limit(count * scan_factor)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        lock = lock.with_for_update(of=[CampaignAccount, Account], skip_locked=True)
+    account_ids = list((await session.execute(lock)).scalars())
+    if not account_ids:
+        return result
+
+    # Second statement, fresh snapshot: what other processes committed before we got the locks.
+    accounts = {
+        a.id: a
+        for a in (
+            await session.execute(select(Account).where(Account.id.in_(account_ids)))
+        ).scalars()
+    }
+    still_open = set(
+        (
+            await session.execute(
+                select(CallAttempt.account_id).where(
+                    CallAttempt.account_id.in_(account_ids), CallAttempt.ended_at.is_(None)
+                )
+            )
+        ).scalars()
+    )
+    phones: dict[int, list[Phone]] = defaultdict(list)
+    for phone in (
+        await session.execute(
+            select(Phone)
+            .where(Phone.account_id.in_(account_ids))
+            .order_by(Phone.priority, Phone.id)
+        )
+    ).scalars():
+        phones[phone.account_id].append(phone)
+    history: dict[int, list[PastAttempt]] = defaultdict(list)
+    rows = await session.execute(
+        select(
+            CallAttempt.account_id,
+            CallAttempt.phone_id,
+            CallAttempt.created_at,
+            CallAttempt.outcome,
+            CallAttempt.abandoned,
+            CallAttempt.bridged_at,
+        ).where(CallAttempt.account_id.in_(account_ids), CallAttempt.created_at >= now - HISTORY)
+    )
+    for acc_id, phone_id, created, outcome, abandoned, bridged in rows:
+        history[acc_id].append(
+            PastAttempt(phone_id, created, outcome, abandoned, bridged is not None)
+        )
+    numbers = {p.number for ps in phones.values() for p in ps}
+    dnc = (
+        set(
+            (
+                await session.execute(
+                    select(DncEntry.number).where(
+                        DncEntry.number.in_(numbers),
+                        or_(DncEntry.campaign_id.is_(None), DncEntry.campaign_id == campaign_id),
+                        or_(DncEntry.expires_at.is_(None), DncEntry.expires_at > now),
+                    )
+                )
+            ).scalars()
+        )
+        if numbers
+        else set()
+    )
+
+    for acc_id in account_ids:
+        if len(result.claimed) >= count:
+            break
+        if acc_id in still_open:
+            continue
+        acc_phones = phones.get(acc_id, [])
+        candidate = Candidate(
+            account=accounts[acc_id],
+            phones=acc_phones,
+            attempts=sorted(history.get(acc_id, []), key=lambda a: a.created_at),
+            dnc_numbers=frozenset(p.number for p in acc_phones if p.number in dnc),
+            campaign_id=campaign_id,
+        )
+        choice = rule(candidate, now)
+        member = (CampaignAccount.campaign_id == campaign_id, CampaignAccount.account_id == acc_id)
+        if choice.phone is None:
+            reason = choice.reason or "blocked"
+            result.blocked[reason] = result.blocked.get(reason, 0) + 1
+            values: dict[str, object] = (
+                {"state": MemberState.DONE.value}
+                if choice.done
+                else {"next_attempt_at": choice.retry_at or now + dt.timedelta(minutes=15)}
+            )
+            await session.execute(update(CampaignAccount).where(*member).values(**values))
+            continue
+        attempt = CallAttempt(
+            campaign_id=campaign_id,
+            account_id=acc_id,
+            phone_id=choice.phone.id,
+            number=choice.phone.number,
+            caller_id=caller_id,
+            created_at=now,
+        )
+        session.add(attempt)
+        await session.flush()
+        await session.execute(
+            update(CampaignAccount)
+            .where(*member)
+            .values(
+                attempts=CampaignAccount.attempts + 1,
+                last_attempt_at=now,
+                next_attempt_at=now + IN_FLIGHT_PARK,
+            )
+        )
+        result.claimed.append(
+            Claimed(
+                attempt.id,
+                campaign_id,
+                acc_id,
+                choice.phone.id,
+                choice.phone.number,
+                choice.phone.time_zone or accounts[acc_id].time_zone,
+            )
+        )
+    return result
