@@ -1,0 +1,111 @@
+"""Attempt rows after the claim: telephony's timestamps, the end of a call, and its retry schedule.
+
+Closing an attempt and scheduling its phone and account happen in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dialer.domain.retry import PhoneState, RetryRules, after_attempt
+from dialer.store.models import Account, CallAttempt, CampaignAccount, MemberState, Phone
+
+_STAMPS = ("originated_at", "answered_at", "bridged_at")
+
+
+async def stamp(session: AsyncSession, attempt_id: int, **values: object) -> None:
+    """Record progress on an open attempt (originated/answered/bridged times, server, ids...)."""
+    unknown = set(values) - {
+        *_STAMPS,
+        "server",
+        "uniqueid",
+        "linkedid",
+        "channel",
+        "amd_result",
+        "amd_cause",
+        "agent_id",
+        "recording_path",
+        "dial_status",
+    }
+    if unknown:
+        raise ValueError(f"not attempt fields: {sorted(unknown)}")
+    await session.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(**values))
+
+
+async def close(
+    session: AsyncSession,
+    attempt_id: int,
+    outcome: str,
+    now: dt.datetime,
+    rules: RetryRules,
+    *,
+    abandoned: bool = False,
+    hangup_cause: int | None = None,
+    dial_status: str | None = None,
+) -> bool:
+    """End an attempt with its outcome and schedule the phone and the account.
+
+    Returns False when the attempt was already closed (a late event or a second resync), so a call
+    is never counted twice.
+    """
+    attempt = (
+        await session.execute(
+            select(CallAttempt).where(CallAttempt.id == attempt_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if attempt is None or attempt.ended_at is not None:
+        return False
+    attempt.ended_at = now
+    attempt.outcome = outcome
+    attempt.abandoned = abandoned
+    if hangup_cause is not None:
+        attempt.hangup_cause = hangup_cause
+    if dial_status is not None:
+        attempt.dial_status = dial_status
+
+    phones = list(
+        (
+            await session.execute(select(Phone).where(Phone.account_id == attempt.account_id))
+        ).scalars()
+    )
+    account_zone = (
+        await session.execute(select(Account.time_zone).where(Account.id == attempt.account_id))
+    ).scalar_one()
+    dialed = next(p for p in phones if p.id == attempt.phone_id)
+    after = after_attempt(
+        outcome,
+        attempt.phone_id,
+        [PhoneState(p.id, p.valid, p.dnc, p.next_attempt_at) for p in phones],
+        rules,
+        now,
+        dialed.time_zone or account_zone,
+    )
+    dialed.next_attempt_at = after.phone_next_at
+    if after.phone_invalid:
+        dialed.valid = False
+    member = (
+        CampaignAccount.campaign_id == attempt.campaign_id,
+        CampaignAccount.account_id == attempt.account_id,
+    )
+    if after.account_next_at is None:
+        await session.execute(
+            update(CampaignAccount).where(*member).values(state=MemberState.DONE.value)
+        )
+    else:
+        await session.execute(
+            update(CampaignAccount)
+            .where(*member, CampaignAccount.state == MemberState.ACTIVE.value)
+            .values(next_attempt_at=after.account_next_at)
+        )
+    return True
+
+
+async def open_attempts(session: AsyncSession, server: str | None = None) -> list[CallAttempt]:
+    """Attempts not yet ended: what a restart must reconcile with Asterisk's own view."""
+    query = select(CallAttempt).where(CallAttempt.ended_at.is_(None)).order_by(CallAttempt.id)
+    if server is not None:
+        query = query.where(CallAttempt.server == server)
+    return list((await session.execute(query)).scalars())
