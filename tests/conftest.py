@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.asterisk"]
 
 _skipped: list[str] = []
 
