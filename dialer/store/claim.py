@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialer.store.models import Account, CallAttempt, CampaignAccount, DncEntry, MemberState, Phone
+from dialer.store.models import (
+    Account,
+    CallAttempt,
+    Callback,
+    CallbackStatus,
+    CampaignAccount,
+    DncEntry,
+    MemberState,
+    Phone,
+)
 
 # While an attempt is open its account is parked this far ahead; the attempt's end sets the real
 # next time. Postgres re-checks this column on rows another claimer just updated.
@@ -30,6 +40,7 @@ class PastAttempt:
     outcome: str | None
     abandoned: bool
     conversation: bool  # bridged to an agent: a telephone conversation about the debt
+    conversation_at: dt.datetime | None = None  # when it was bridged
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,9 @@ class Candidate:
     attempts: Sequence[PastAttempt]  # this account's attempts over the last 8 days, any campaign
     dnc_numbers: frozenset[str]  # numbers of this account on an unexpired DNC entry
     campaign_id: int
+    account_total_attempts: int = 0  # every attempt ever made on this account, any campaign
+    phone_total_attempts: Mapping[int, int] = field(default_factory=dict)  # phone id -> attempts
+    dnc_expires: Mapping[str, dt.datetime | None] = field(default_factory=dict)  # None: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +75,7 @@ class Claimed:
     phone_id: int
     number: str
     time_zone: str | None
+    caller_id: str | None = None  # the caller ID written on the attempt
 
 
 @dataclass(slots=True)
@@ -70,6 +85,18 @@ class ClaimResult:
 
 
 Rule = Callable[[Candidate, dt.datetime], Choice]
+CallerIdFor = Callable[[Account, Phone], str | None]
+
+# Account orderings a campaign may pick (after due callbacks, which always come first).
+ORDERINGS: dict[str, Callable[[], ColumnElement[Any]]] = {
+    "priority": lambda: CampaignAccount.priority.desc(),
+    "aging_youngest_first": lambda: Account.days_past_due.asc(),
+    "aging_oldest_first": lambda: Account.days_past_due.desc(),
+    "balance_highest_first": lambda: Account.balance.desc(),
+    "balance_lowest_first": lambda: Account.balance.asc(),
+    "last_contact_oldest_first": lambda: Account.last_contact_at.asc().nulls_first(),
+    "last_attempt_oldest_first": lambda: CampaignAccount.last_attempt_at.asc().nulls_first(),
+}
 
 
 def first_dialable_phone(candidate: Candidate, now: dt.datetime) -> Choice:
@@ -99,14 +126,28 @@ async def claim_phones(
     rule: Rule = first_dialable_phone,
     *,
     caller_id: str | None = None,
+    caller_id_for: CallerIdFor | None = None,
+    order: Sequence[str] = ("priority",),
     scan_factor: int = 4,
 ) -> ClaimResult:
     """Claim up to `count` phones of `campaign_id` and write their attempt rows, in the caller's
     transaction. Accounts a rule blocks are pushed to their retry time so the next tick skips
-    them."""
+    them.
+
+    Accounts with a due callback come first, then `order` (keys of `ORDERINGS`). `caller_id_for`
+    picks a caller ID per dial (e.g. matched to the debtor's area); else `caller_id` is used."""
     result = ClaimResult()
     if count <= 0:
         return result
+    unknown = [o for o in order if o not in ORDERINGS]
+    if unknown:
+        raise ValueError(f"order: unknown {unknown}; known: {', '.join(ORDERINGS)}")
+    due_callback = exists().where(
+        Callback.account_id == CampaignAccount.account_id,
+        Callback.status == CallbackStatus.PENDING.value,
+        Callback.due_at <= now,
+        or_(Callback.campaign_id.is_(None), Callback.campaign_id == campaign_id),
+    )
     open_attempt = exists().where(
         and_(CallAttempt.account_id == CampaignAccount.account_id, CallAttempt.ended_at.is_(None))
     )
@@ -120,7 +161,8 @@ async def claim_phones(
             ~open_attempt,
         )
         .order_by(
-            CampaignAccount.priority.desc(),
+            case((due_callback, 0), else_=1),
+            *(ORDERINGS[o]() for o in order),
             CampaignAccount.next_attempt_at.asc().nulls_first(),
             CampaignAccount.account_id,
         )
@@ -170,24 +212,34 @@ async def claim_phones(
     )
     for acc_id, phone_id, created, outcome, abandoned, bridged in rows:
         history[acc_id].append(
-            PastAttempt(phone_id, created, outcome, abandoned, bridged is not None)
+            PastAttempt(phone_id, created, outcome, abandoned, bridged is not None, bridged)
         )
+    # Lifetime totals for the total caps, same snapshot rule as the history above.
+    phone_totals: dict[int, int] = {}
+    account_totals: dict[int, int] = defaultdict(int)
+    for acc_id, phone_id, n in await session.execute(
+        select(CallAttempt.account_id, CallAttempt.phone_id, func.count())
+        .where(CallAttempt.account_id.in_(account_ids))
+        .group_by(CallAttempt.account_id, CallAttempt.phone_id)
+    ):
+        phone_totals[phone_id] = int(n)
+        account_totals[acc_id] += int(n)
     numbers = {p.number for ps in phones.values() for p in ps}
-    dnc = (
-        set(
-            (
-                await session.execute(
-                    select(DncEntry.number).where(
-                        DncEntry.number.in_(numbers),
-                        or_(DncEntry.campaign_id.is_(None), DncEntry.campaign_id == campaign_id),
-                        or_(DncEntry.expires_at.is_(None), DncEntry.expires_at > now),
-                    )
-                )
-            ).scalars()
-        )
-        if numbers
-        else set()
-    )
+    # Number -> latest expiry of its unexpired entries (None: an entry that never expires).
+    dnc: dict[str, dt.datetime | None] = {}
+    if numbers:
+        for number, expires in await session.execute(
+            select(DncEntry.number, DncEntry.expires_at).where(
+                DncEntry.number.in_(numbers),
+                or_(DncEntry.campaign_id.is_(None), DncEntry.campaign_id == campaign_id),
+                or_(DncEntry.expires_at.is_(None), DncEntry.expires_at > now),
+            )
+        ):
+            if number not in dnc:
+                dnc[number] = expires
+            else:
+                known = dnc[number]
+                dnc[number] = None if known is None or expires is None else max(known, expires)
 
     for acc_id in account_ids:
         if len(result.claimed) >= count:
@@ -201,6 +253,9 @@ async def claim_phones(
             attempts=sorted(history.get(acc_id, []), key=lambda a: a.created_at),
             dnc_numbers=frozenset(p.number for p in acc_phones if p.number in dnc),
             campaign_id=campaign_id,
+            account_total_attempts=account_totals.get(acc_id, 0),
+            phone_total_attempts={p.id: phone_totals.get(p.id, 0) for p in acc_phones},
+            dnc_expires={p.number: dnc[p.number] for p in acc_phones if p.number in dnc},
         )
         choice = rule(candidate, now)
         member = (CampaignAccount.campaign_id == campaign_id, CampaignAccount.account_id == acc_id)
@@ -219,7 +274,9 @@ async def claim_phones(
             account_id=acc_id,
             phone_id=choice.phone.id,
             number=choice.phone.number,
-            caller_id=caller_id,
+            caller_id=(
+                caller_id_for(accounts[acc_id], choice.phone) if caller_id_for else caller_id
+            ),
             created_at=now,
         )
         session.add(attempt)
@@ -241,6 +298,7 @@ async def claim_phones(
                 choice.phone.id,
                 choice.phone.number,
                 choice.phone.time_zone or accounts[acc_id].time_zone,
+                attempt.caller_id,
             )
         )
     return result

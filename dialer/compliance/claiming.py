@@ -1,0 +1,59 @@
+"""Everything `claim_phones` needs from one campaign: the compliance rule, the account order and
+the caller ID chooser, built once per tick from the campaign row (the engine's one call).
+
+    opts = claim_options(campaign)
+    await claim_phones(s, campaign.id, n, now, opts.rule, order=opts.order,
+                       caller_id_for=opts.caller_id_for)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dialer.compliance.callerid import choose_caller_id
+from dialer.compliance.profiles import ProfileError
+from dialer.compliance.rules import CampaignRules, ComplianceRule
+from dialer.store.claim import ORDERINGS, CallerIdFor, Rule
+from dialer.store.models import Account, Phone
+
+
+class ClaimCampaign(Protocol):
+    @property
+    def compliance_profile(self) -> str: ...
+    @property
+    def calling_window(self) -> Mapping[str, object]: ...
+    @property
+    def caps(self) -> Mapping[str, object]: ...
+    @property
+    def dial_mode(self) -> str: ...
+    @property
+    def caller_id(self) -> str | None: ...
+    @property
+    def caller_id_pool(self) -> Sequence[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOptions:
+    rule: Rule
+    order: tuple[str, ...]
+    caller_id_for: CallerIdFor
+
+
+def claim_options(campaign: ClaimCampaign) -> ClaimOptions:
+    """ProfileError (naming the key) when the campaign's profile, window, caps or order is bad."""
+    caps = campaign.caps or {}
+    order = caps.get("claim_order") or ["priority"]
+    if not isinstance(order, list) or any(o not in ORDERINGS for o in order):
+        raise ProfileError(f"caps.claim_order: a list of {', '.join(ORDERINGS)}")
+    pool = [str(n) for n in campaign.caller_id_pool or []]
+    match_area = bool(caps.get("caller_id_match_area", False))
+    default = campaign.caller_id
+
+    def caller_id_for(account: Account, phone: Phone) -> str | None:
+        return choose_caller_id(phone.number, pool, default, match_area=match_area, key=account.id)
+
+    return ClaimOptions(
+        ComplianceRule(CampaignRules.for_campaign(campaign)), tuple(order), caller_id_for
+    )

@@ -1,0 +1,326 @@
+"""The compliance rule applied at claim time: may this account be dialed now, on which phone.
+
+Pure: it sees a `Candidate` (account, phones, recent attempts, DNC hits) and the clock, and returns
+a `Choice` that either names a phone or says why not and the earliest moment worth retrying.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from dialer.compliance.profiles import Interval, Profile, ProfileError, load_profile
+from dialer.compliance.windows import Window, parse_narrowing
+from dialer.compliance.zones import debtor_zones, valid_zone
+from dialer.store.claim import Candidate, Choice, PastAttempt, Rule
+from dialer.store.models import DialMode, Phone
+
+# A DNC hit without a known expiry, or a block with no computable end, is re-checked after this.
+RECHECK = dt.timedelta(hours=24)
+CAP_KEYS = ("phone_per_day", "phone_total", "account_per_day", "account_total")
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Per-phone and per-account attempt caps from `Campaign.caps`; None means no cap."""
+
+    phone_per_day: int | None = None
+    phone_total: int | None = None
+    account_per_day: int | None = None
+    account_total: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object]) -> Caps:
+        values: dict[str, int | None] = {}
+        for key in CAP_KEYS:
+            value = raw.get(key)
+            if value is None:
+                values[key] = None
+            elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                values[key] = value
+            else:
+                raise ProfileError(f"caps.{key}: expected a whole number >= 0 or null")
+        return cls(**values)
+
+
+class CampaignLike(Protocol):
+    """The campaign fields the rule reads: a `Campaign` row or the engine's view of one."""
+
+    @property
+    def compliance_profile(self) -> str: ...
+    @property
+    def calling_window(self) -> Mapping[str, object]: ...
+    @property
+    def caps(self) -> Mapping[str, object]: ...
+    @property
+    def dial_mode(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRules:
+    """Everything the rule needs about a campaign, parsed once per tick, not per account."""
+
+    profile: Profile
+    narrowing: Mapping[str, tuple[Interval, ...]] | None = None
+    caps: Caps = field(default_factory=Caps)
+    # An agent is guaranteed on answer (preview): the UK 72-hour rest does not apply.
+    agent_guaranteed: bool = False
+
+    @classmethod
+    def for_campaign(cls, campaign: CampaignLike) -> CampaignRules:
+        return cls(
+            profile=load_profile(campaign.compliance_profile),
+            narrowing=parse_narrowing(campaign.calling_window or {}),
+            caps=Caps.parse(campaign.caps or {}),
+            agent_guaranteed=campaign.dial_mode == DialMode.PREVIEW.value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    reason: str
+    retry_at: dt.datetime | None  # None: never (the phone or account is finished)
+
+
+def _local_midnight_after(now: dt.datetime, zone: str) -> dt.datetime:
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+    return nxt.astimezone(dt.UTC)
+
+
+def _same_local_day(a: dt.datetime, b: dt.datetime, zone: str) -> bool:
+    tz = ZoneInfo(zone)
+    return a.astimezone(tz).date() == b.astimezone(tz).date()
+
+
+def _conversation_time(a: PastAttempt) -> dt.datetime:
+    return a.conversation_at or a.created_at
+
+
+def _rolling_block(
+    times: Sequence[dt.datetime], limit: int, days: int, now: dt.datetime
+) -> dt.datetime | None:
+    """When `limit` events within any `days` rolling days would be exceeded by one more now, the
+    moment the oldest counted event leaves the window; None when one more is allowed."""
+    if limit <= 0 or days <= 0:
+        return None
+    span = dt.timedelta(days=days)
+    recent = sorted(t for t in times if t > now - span)
+    if len(recent) < limit:
+        return None
+    return recent[len(recent) - limit] + span
+
+
+class ComplianceRule:
+    """A claim `Rule`: `rule(candidate, now) -> Choice`. Blocks are explained, never silent."""
+
+    def __init__(self, rules: CampaignRules) -> None:
+        self.rules = rules
+        self.window = Window(rules.profile, rules.narrowing)
+        self._windows: dict[str, Window] = {rules.profile.code: self.window}
+
+    def _profiles(self, candidate: Candidate) -> list[tuple[Profile, Window]]:
+        """The campaign's profile, plus the account's own jurisdiction when it differs."""
+        out = [(self.rules.profile, self.window)]
+        code = candidate.account.jurisdiction
+        if code and code != self.rules.profile.code:
+            if code not in self._windows:
+                self._windows[code] = Window(load_profile(code), self.rules.narrowing)
+            out.append((self._windows[code].profile, self._windows[code]))
+        return out
+
+    def _day_zone(self, candidate: Candidate) -> str:
+        zones = [candidate.account.time_zone, *(p.time_zone for p in candidate.phones)]
+        for zone in zones:
+            if valid_zone(zone):
+                return str(zone)
+        return self.rules.profile.zones[0] if self.rules.profile.zones else "UTC"
+
+    def _account_blocks(
+        self, candidate: Candidate, profiles: Sequence[Profile], now: dt.datetime
+    ) -> list[Block]:
+        account, attempts = candidate.account, candidate.attempts
+        blocks: list[Block] = []
+        if account.cease_communication:
+            blocks.append(Block("cease-communication requested", None))
+        if account.attorney_represented:
+            blocks.append(Block("debtor represented by an attorney", None))
+        caps, zone = self.rules.caps, self._day_zone(candidate)
+        total = max(candidate.account_total_attempts, len(attempts))
+        if caps.account_total is not None and total >= caps.account_total:
+            blocks.append(Block("account attempt cap reached", None))
+        if caps.account_per_day is not None:
+            today = [a for a in attempts if _same_local_day(a.created_at, now, zone)]
+            if len(today) >= caps.account_per_day:
+                blocks.append(
+                    Block("account daily attempt cap reached", _local_midnight_after(now, zone))
+                )
+        conversations = [_conversation_time(a) for a in attempts if a.conversation]
+        for profile in profiles:
+            f = profile.frequency
+            until = _rolling_block(
+                [a.created_at for a in attempts], f.attempts_max, f.attempts_days, now
+            )
+            if until is not None:
+                blocks.append(
+                    Block(
+                        f"{profile.code}: {f.attempts_max} attempts in {f.attempts_days} days",
+                        until,
+                    )
+                )
+            if f.rest_after_conversation_days and conversations:
+                until = max(conversations) + dt.timedelta(days=f.rest_after_conversation_days)
+                if until > now:
+                    blocks.append(
+                        Block(
+                            f"{profile.code}: conversation in the last "
+                            f"{f.rest_after_conversation_days} days",
+                            until,
+                        )
+                    )
+            if f.contacts_per_day:
+                today_contacts = [c for c in conversations if _same_local_day(c, now, zone)]
+                if len(today_contacts) >= f.contacts_per_day:
+                    blocks.append(
+                        Block(
+                            f"{profile.code}: {f.contacts_per_day} contact(s) a day",
+                            _local_midnight_after(now, zone),
+                        )
+                    )
+            until = _rolling_block(conversations, f.contacts_max, f.contacts_days, now)
+            if until is not None:
+                blocks.append(
+                    Block(
+                        f"{profile.code}: {f.contacts_max} contact(s) in {f.contacts_days} days",
+                        until,
+                    )
+                )
+        return blocks
+
+    def _phone_block(
+        self,
+        candidate: Candidate,
+        phone: Phone,
+        profiles: Sequence[tuple[Profile, Window]],
+        now: dt.datetime,
+    ) -> Block | None:
+        """Why `phone` may not be dialed at `now` (window aside), or None."""
+        if not phone.valid:
+            return Block("no valid phone", None)
+        if phone.dnc:
+            return Block("phone on DNC", None)
+        if phone.number in candidate.dnc_numbers:
+            expiry = candidate.dnc_expires
+            until = expiry.get(phone.number)
+            return Block("phone on DNC list", until if until is not None else None)
+        if phone.next_attempt_at is not None and phone.next_attempt_at > now:
+            return Block("phone resting", phone.next_attempt_at)
+        caps = self.rules.caps
+        mine = [a for a in candidate.attempts if a.phone_id == phone.id]
+        totals = candidate.phone_total_attempts
+        if caps.phone_total is not None and max(totals.get(phone.id, 0), len(mine)) >= (
+            caps.phone_total
+        ):
+            return Block("phone attempt cap reached", None)
+        if caps.phone_per_day is not None:
+            zone = self._phone_zones(candidate, phone, profiles)
+            day_zone = zone[0] if zone else "UTC"
+            today = [a for a in mine if _same_local_day(a.created_at, now, day_zone)]
+            if len(today) >= caps.phone_per_day:
+                return Block(
+                    "phone daily attempt cap reached", _local_midnight_after(now, day_zone)
+                )
+        if not self.rules.agent_guaranteed:
+            for profile, _ in profiles:
+                hours = profile.frequency.rest_after_abandoned_hours
+                abandoned = [a.created_at for a in mine if a.abandoned]
+                if hours and abandoned:
+                    until = max(abandoned) + dt.timedelta(hours=hours)
+                    if until > now:
+                        return Block(f"{profile.code}: abandoned call in the last {hours} h", until)
+        return None
+
+    def _phone_zones(
+        self, candidate: Candidate, phone: Phone, profiles: Sequence[tuple[Profile, Window]]
+    ) -> tuple[str, ...]:
+        zones: list[str] = []
+        for profile, _ in profiles:
+            for z in debtor_zones(
+                phone.time_zone, candidate.account.time_zone, phone.number, profile.zones
+            ):
+                if z not in zones:
+                    zones.append(z)
+        return tuple(zones)
+
+    def _window_block(
+        self,
+        candidate: Candidate,
+        phone: Phone,
+        profiles: Sequence[tuple[Profile, Window]],
+        at: dt.datetime,
+    ) -> Block | None:
+        zones = self._phone_zones(candidate, phone, profiles)
+        if not zones:
+            return Block("debtor time zone unknown", None)
+        moment: dt.datetime | None = at
+        # The window must be open under every applicable profile; iterate to a common opening.
+        for _ in range(8):
+            assert moment is not None
+            start = moment
+            for profile, window in profiles:
+                moment = window.next_open(moment, zones)
+                if moment is None:
+                    return Block(f"{profile.code}: calling window never opens", None)
+            if moment == start:
+                break
+        assert moment is not None
+        if moment > at:
+            return Block(f"{profiles[0][0].code}: outside calling window", moment)
+        return None
+
+    def __call__(self, candidate: Candidate, now: dt.datetime) -> Choice:
+        try:
+            profiles = self._profiles(candidate)
+        except ProfileError:
+            return Choice(None, "unknown jurisdiction profile", retry_at=now + RECHECK)
+        account_blocks = self._account_blocks(candidate, [p for p, _ in profiles], now)
+        never = [b for b in account_blocks if b.retry_at is None]
+        if never:
+            return Choice(None, never[0].reason, done=True)
+        not_before = max((b.retry_at for b in account_blocks if b.retry_at), default=now)
+
+        best: tuple[dt.datetime, str] | None = None
+        first_final: str | None = None
+        for phone in candidate.phones:
+            block = self._phone_block(candidate, phone, profiles, not_before)
+            if block is None:
+                block = self._window_block(candidate, phone, profiles, not_before)
+            if block is None:
+                if not account_blocks:
+                    return Choice(phone)
+                # Dialable once the account-level block clears, on this phone.
+                block = Block(account_blocks[0].reason, not_before)
+            elif account_blocks and block.retry_at is not None:
+                block = Block(account_blocks[0].reason, max(block.retry_at, not_before))
+            if block.retry_at is None:
+                first_final = first_final or block.reason
+                continue
+            if best is None or block.retry_at < best[0]:
+                best = (block.retry_at, block.reason)
+        if best is None:
+            if first_final is None:
+                return Choice(None, "no phone", done=True)
+            if first_final == "phone on DNC list":
+                # A list entry without an expiry may still be lifted: look again later.
+                return Choice(None, first_final, retry_at=now + RECHECK)
+            return Choice(None, first_final, done=True)
+        return Choice(None, best[1], retry_at=best[0])
+
+
+def compliance_rule(campaign: CampaignLike) -> Rule:
+    """The claim rule for `campaign`; raises ProfileError on a malformed profile or narrowing."""
+    return ComplianceRule(CampaignRules.for_campaign(campaign))

@@ -1,0 +1,201 @@
+"""Account import on real databases: good rows committed, bad rows explained, re-import inert."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialer.errors import UserError
+from dialer.importer import sample
+from dialer.importer.columns import load_mapping
+from dialer.importer.load import ImportOptions, import_accounts, import_file
+from dialer.importer.parse import ParseOptions
+from dialer.store.db import make_sessionmaker
+from dialer.store.models import Account, Campaign, CampaignAccount, Phone
+
+pytestmark = pytest.mark.postgres
+
+
+def _csv(rows: list[list[str]], delimiter: str = ",") -> io.BytesIO:
+    text = io.StringIO()
+    csv.writer(text, delimiter=delimiter).writerows(rows)
+    return io.BytesIO(text.getvalue().encode())
+
+
+async def _count(engine: AsyncEngine, model: type[object]) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def test_10000_rows_with_300_bad_commit_9700_accounts_and_reject_each_bad_row(
+    pg_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    spec = sample.SampleSpec(10_000, bad_count=300)
+    source = tmp_path / "accounts.csv"
+    with source.open("w", newline="") as f:
+        sample.write(f, spec)
+    rejects = tmp_path / "rejects.csv"
+    report = await import_file(pg_engine, source, ImportOptions(source="bank"), rejects=rejects)
+
+    assert (report.accepted_rows, report.rejected_rows) == (9_700, 300)
+    assert await _count(pg_engine, Account) == 9_700
+    expected = {i + 1: kind for i, (_, kind) in enumerate(sample.rows(spec), start=1) if kind}
+    with rejects.open(newline="") as f:
+        lines = [r for r in csv.DictReader(f) if r["action"] == "row rejected"]
+    assert {int(r["row"]) for r in lines} == set(expected)
+    for r in lines:
+        assert r["reason"], r
+    named = {(int(r["row"]), r["column"]) for r in lines}
+    for line, kind in expected.items():
+        assert (line, sample.BAD_KINDS[kind]) in named, (line, kind)
+
+
+async def test_importing_the_same_file_again_changes_nothing(
+    pg_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    source = tmp_path / "accounts.csv"
+    with source.open("w", newline="") as f:
+        sample.write(f, sample.SampleSpec(10_000, bad_count=300))
+    await import_file(pg_engine, source, ImportOptions(source="bank"))
+
+    async def snapshot() -> list[tuple[object, ...]]:
+        async with pg_engine.connect() as conn:
+            accounts = (
+                await conn.execute(
+                    select(
+                        Account.id, Account.external_ref, Account.balance, Account.updated_at
+                    ).order_by(Account.id)
+                )
+            ).all()
+            phones = (await conn.execute(select(Phone.id, Phone.number).order_by(Phone.id))).all()
+        return [tuple(r) for r in accounts] + [tuple(r) for r in phones]
+
+    before = await snapshot()
+    again = await import_file(pg_engine, source, ImportOptions(source="bank"))
+    assert (again.accounts_created, again.accounts_updated, again.phones_added) == (0, 0, 0)
+    assert again.accounts_unchanged == 9_700
+    assert await snapshot() == before
+
+
+async def test_changed_row_updates_its_account_on_reimport(engine: AsyncEngine) -> None:
+    header = ["account", "name", "balance", "phone"]
+    await import_accounts(
+        engine, _csv([header, ["A1", "Ana", "10.00", "(212) 555-0100"]]), ImportOptions()
+    )
+    report = await import_accounts(
+        engine, _csv([header, ["A1", "Ana", "12.50", "(212) 555-0100"]]), ImportOptions()
+    )
+    assert report.accounts_updated == 1
+    async with make_sessionmaker(engine)() as s:
+        assert (await s.execute(select(Account.balance))).scalar_one() == Decimal("12.50")
+
+
+async def test_spanish_headers_semicolons_and_comma_decimals(engine: AsyncEngine) -> None:
+    rows = [
+        ["Número de cuenta", "Nombre", "Saldo", "Días de mora", "Celular", "Teléfono casa"],
+        ["C-1", "Ana Gómez", "1.234.567,89", "45", "300 123 4567", "601 234 5678"],
+    ]
+    options = ImportOptions(parse=ParseOptions(default_region="CO", decimal=",", currency="COP"))
+    report = await import_accounts(engine, _csv(rows, ";"), options)
+    assert report.accepted_rows == 1
+    async with make_sessionmaker(engine)() as s:
+        acc = (await s.execute(select(Account))).scalar_one()
+        phones = (await s.execute(select(Phone).order_by(Phone.priority))).scalars().all()
+    assert (acc.balance, acc.currency, acc.aging_bucket) == (Decimal("1234567.89"), "COP", "31-60")
+    assert acc.time_zone == "America/Bogota"
+    assert [(p.number, p.phone_type) for p in phones] == [
+        ("+573001234567", "mobile"),
+        ("+576012345678", "home"),
+    ]
+
+
+async def test_duplicate_rows_merge_into_one_account_with_all_phones(engine: AsyncEngine) -> None:
+    rows = [
+        ["account", "name", "balance", "phone"],
+        ["A1", "Ana", "10.00", "(212) 555-0100"],
+        ["A1", "Ana P.", "11.00", "(212) 555-0199"],
+        ["A1", "Ana P.", "11.00", "(212) 555-0100"],
+    ]
+    report = await import_accounts(engine, _csv(rows), ImportOptions())
+    assert report.duplicates_merged == 2
+    async with make_sessionmaker(engine)() as s:
+        acc = (await s.execute(select(Account))).scalar_one()
+        numbers = (await s.execute(select(Phone.number).order_by(Phone.priority))).scalars()
+        assert (acc.name, acc.balance) == ("Ana P.", Decimal("11.00"))
+        assert list(numbers) == ["+12125550100", "+12125550199"]
+
+
+async def test_import_into_a_campaign_adds_each_account_once(engine: AsyncEngine) -> None:
+    async with make_sessionmaker(engine).begin() as s:
+        campaign = Campaign(name="early")
+        s.add(campaign)
+        await s.flush()
+        cid = campaign.id
+    rows = [["account", "name", "balance", "phone"], ["A1", "Ana", "1.00", "2125550100"]]
+    first = await import_accounts(engine, _csv(rows), ImportOptions(campaign_id=cid))
+    second = await import_accounts(engine, _csv(rows), ImportOptions(campaign_id=cid))
+    assert (first.memberships_added, second.memberships_added) == (1, 0)
+    assert await _count(engine, CampaignAccount) == 1
+
+
+async def test_import_into_a_missing_campaign_is_refused(engine: AsyncEngine) -> None:
+    rows = [["account", "name", "balance", "phone"], ["A1", "Ana", "1.00", "2125550100"]]
+    with pytest.raises(UserError, match="campaign 999 does not exist"):
+        await import_accounts(engine, _csv(rows), ImportOptions(campaign_id=999))
+
+
+async def test_mapping_file_names_the_columns(engine: AsyncEngine, tmp_path: Path) -> None:
+    mapping = tmp_path / "bank.toml"
+    mapping.write_text(
+        '[columns]\nexternal_ref = "Contrato"\nname = "Titular"\nbalance = "Deuda total"\n'
+        'phones = ["Contacto A", "Contacto B"]\n'
+    )
+    columns, _ = load_mapping(mapping)
+    rows = [
+        ["Contrato", "Titular", "Deuda total", "Contacto A", "Contacto B"],
+        ["K9", "Luis", "99.90", "3105550100", "2125550100"],
+    ]
+    report = await import_accounts(engine, _csv(rows), ImportOptions(mapping=columns))
+    assert report.accepted_rows == 1 and await _count(engine, Phone) == 2
+
+
+async def test_header_without_a_balance_column_is_refused_with_the_accepted_names(
+    engine: AsyncEngine,
+) -> None:
+    with pytest.raises(UserError, match="no column for balance; accepted names: balance"):
+        await import_accounts(engine, _csv([["account", "name", "phone"]]), ImportOptions())
+
+
+async def test_one_bad_phone_among_good_ones_keeps_the_row_and_is_reported(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    rows = [
+        ["account", "name", "balance", "phone", "phone2"],
+        ["A1", "Ana", "1.00", "x", "2125550100"],
+    ]
+    rejects = tmp_path / "r.csv"
+    report = await import_accounts(engine, _csv(rows), ImportOptions(), rejects=rejects)
+    assert (report.accepted_rows, report.warnings) == (1, 1)
+    assert '2,phone,not a phone number,"value dropped, row kept"' in rejects.read_text()
+
+
+async def test_parsing_in_a_worker_process_gives_the_same_result(
+    sqlite_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    source = tmp_path / "accounts.csv"
+    with source.open("w", newline="") as f:
+        sample.write(f, sample.SampleSpec(3_000, bad_count=30))
+    rejects = tmp_path / "rejects.csv"
+    report = await import_file(
+        sqlite_engine, source, ImportOptions(workers=1, batch_rows=500), rejects=rejects
+    )
+    assert (report.accepted_rows, report.rejected_rows) == (2_970, 30)
+    assert await _count(sqlite_engine, Account) == 2_970
+    rows = [line.split(",")[0] for line in rejects.read_text().splitlines()[1:]]
+    assert rows == sorted(rows, key=int)  # rejects stay in file order

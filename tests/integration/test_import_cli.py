@@ -1,0 +1,81 @@
+"""The operations CLI end to end on an SQLite file: import, campaign, DNC and agent commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dialer.importer import sample
+
+
+def _dialer(
+    tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dialer.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env={
+            **os.environ,
+            "DIALER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/d.sqlite3",
+            **(env or {}),
+        },
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    assert _dialer(tmp_path, "migrate").returncode == 0
+    return tmp_path
+
+
+def test_import_command_reports_counts_and_writes_rejects(db: Path) -> None:
+    with (db / "es.csv").open("w", newline="") as f:
+        sample.write(f, sample.SampleSpec(400, locale="es", bad_count=10))
+    args = ("import", "es.csv", "--decimal", ",", "--region", "CO", "--currency", "COP")
+    first = _dialer(db, *args)
+    assert first.returncode == 0, first.stderr
+    assert "400 rows: 390 accepted, 10 rejected; accounts 390 new" in first.stdout
+    assert len((db / "es.rejects.csv").read_text().splitlines()) > 10
+    again = _dialer(db, *args, "--quiet")
+    assert "accounts 0 new, 0 updated, 390 unchanged; 0 phones added" in again.stdout
+
+
+def test_import_of_a_missing_file_is_one_line(db: Path) -> None:
+    out = _dialer(db, "import", "nope.csv")
+    assert out.returncode == 2 and out.stderr.strip() == "dialer import: nope.csv: no such file"
+
+
+def test_campaign_lifecycle_from_the_command_line(db: Path) -> None:
+    assert _dialer(db, "campaign", "create", "early", "--profile", "CO",
+                   "--cap", "phone_per_day=2").returncode == 0  # fmt: skip
+    assert "early: running" in _dialer(db, "campaign", "start", "early").stdout
+    listed = _dialer(db, "campaign", "list").stdout
+    assert "early" in listed and "running" in listed and "CO" in listed
+    refused = _dialer(db, "campaign", "pause", "nosuch")
+    assert refused.returncode == 2 and "no campaign 'nosuch'" in refused.stderr
+
+
+def test_bad_campaign_window_names_the_field(db: Path) -> None:
+    out = _dialer(db, "campaign", "create", "x", "--window", "mon=21:00-08:00")
+    assert out.returncode == 2 and "calling_window.mon[0]" in out.stderr
+
+
+def test_dnc_add_with_expiry_is_listed(db: Path) -> None:
+    assert _dialer(db, "dnc", "add", "(212) 555-0100", "--expires", "2099-01-01").returncode == 0
+    assert "+12125550100" in _dialer(db, "dnc", "list").stdout
+
+
+def test_agent_add_reads_the_password_from_the_environment(db: Path) -> None:
+    env = {"DIALER_AGENT_PASSWORD": "long-enough-pw"}
+    out = _dialer(db, "agent", "add", "ana", "--name", "Ana", "--role", "supervisor", env=env)
+    assert out.returncode == 0 and "ana (supervisor)" in out.stdout
+    assert "long-enough-pw" not in out.stdout + out.stderr
+    short = _dialer(db, "agent", "add", "ben", "--name", "Ben", env={"DIALER_AGENT_PASSWORD": "x"})
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
