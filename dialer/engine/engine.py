@@ -1,0 +1,653 @@
+"""The engine: one runner per owned campaign (pace, claim, originate) and the call router.
+
+Telephony adapters feed `on_event`; the agents' hub calls `agent_ready` and `handle_finished`.
+Every state change is committed before the next step, so a restart can reconcile from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dialer import metrics
+from dialer.compliance.claiming import ClaimOptions, claim_options
+from dialer.domain.retry import RetryRules
+from dialer.engine.ports import (
+    AgentsPort,
+    CallEvent,
+    CallEventKind,
+    OriginateRefused,
+    OriginateRequest,
+    TelephonyPort,
+)
+from dialer.store import attempts, leases
+from dialer.store.claim import Claimed, claim_phones
+from dialer.store.models import CallAttempt, Campaign, CampaignState
+from pacing.decision import Decision, Policy
+from pacing.policies import make_policy
+from pacing.snapshot import Attempt, CallStage, CallView, Handle, Outcome, Snapshot
+
+log = logging.getLogger("dialer.engine")
+Clock = Callable[[], dt.datetime]
+# Leave this much of the abandon limit for the safe-harbor message to start playing; the shipped
+# dialplan plays it by itself at limit - 0.4 s (DIALER_CONNECT_LIMIT) if the router is late.
+SAFE_HARBOR_MARGIN_S = 0.55
+
+
+_STAGE_NAMES = {
+    CallStage.DIALING: "originated",
+    CallStage.RINGING: "ringing",
+    CallStage.ANSWERED_WAITING: "answered",
+}
+# The abandon-rate cap both the US and the UK rules set.
+ABANDON_CAP = 0.03
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(slots=True)
+class Call:
+    """A call in flight, as the engine tracks it between the claim and the end."""
+
+    attempt_id: int
+    campaign_id: int
+    dialed: float  # monotonic
+    stage: CallStage = CallStage.DIALING
+    answered: float | None = None
+    machine: bool = False
+    agent_id: int | None = None
+    bridged: bool = False
+    abandoned: bool = False
+    routing: asyncio.Task[None] | None = None
+    # Found alive in Asterisk after a restart: this process's telephony never saw its events, so
+    # the runner polls Asterisk's channel list until the call is gone.
+    adopted: bool = False
+
+
+@dataclass(slots=True)
+class CampaignView:
+    """The parts of a campaign row a runner needs, reloaded every tick."""
+
+    id: int
+    name: str
+    state: str
+    dial_mode: str
+    pacing: dict[str, Any]
+    max_concurrent_calls: int | None
+    caller_id: str | None
+    amd_enabled: bool
+    machine_action: str
+    abandon_limit_s: float
+    record_calls: bool
+    retry_rules: dict[str, Any]
+    compliance_profile: str
+    calling_window: dict[str, Any] = field(default_factory=dict)
+    caps: dict[str, Any] = field(default_factory=dict)
+    caller_id_pool: list[Any] = field(default_factory=list)
+    updated_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, c: Campaign) -> CampaignView:
+        return cls(
+            c.id,
+            c.name,
+            c.state,
+            c.dial_mode,
+            dict(c.pacing),
+            c.max_concurrent_calls,
+            c.caller_id,
+            c.amd_enabled,
+            c.machine_action,
+            c.abandon_limit_s,
+            c.record_calls,
+            dict(c.retry_rules),
+            c.compliance_profile,
+            dict(c.calling_window),
+            dict(c.caps),
+            list(c.caller_id_pool),
+            c.updated_at,
+        )
+
+
+def abandon_window_start(profile: str, now: dt.datetime) -> dt.datetime:
+    """US rule: 30 days rolling. UK rule: the current calendar day (UK time)."""
+    if profile.upper() == "UK":
+        local = now.astimezone(ZoneInfo("Europe/London"))
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+    return now - dt.timedelta(days=30)
+
+
+@dataclass(slots=True)
+class CampaignRun:
+    """A runner's memory: pacing history, the window's counts, the latest decision."""
+
+    view: CampaignView
+    policy: Policy
+    rules: RetryRules
+    history: deque[Attempt] = field(default_factory=lambda: deque(maxlen=5000))
+    handles: deque[Handle] = field(default_factory=lambda: deque(maxlen=5000))
+    window_abandoned: float = 0.0
+    window_connected: float = 0.0
+    window_refreshed: float = float("-inf")
+    decision: Decision | None = None
+    decision_saved: float = float("-inf")
+    lease_renewed: float = float("-inf")
+    adopted_checked: float = float("-inf")
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    options: ClaimOptions | None = None
+    options_version: dt.datetime | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        telephony: TelephonyPort,
+        agents: AgentsPort,
+        *,
+        owner: str,
+        tick_hz: float = 4.0,
+        lease_ttl: dt.timedelta = dt.timedelta(seconds=15),
+        clock: Clock = utcnow,
+        options_for: Callable[[CampaignView], ClaimOptions] = claim_options,
+        recordings_dir: str = "/var/spool/asterisk/monitor",
+    ) -> None:
+        self.sessions = sessions
+        self.telephony = telephony
+        self.agents = agents
+        self.owner = owner
+        self.tick_s = 1.0 / tick_hz
+        self.lease_ttl = lease_ttl
+        self.clock = clock
+        self.options_for = options_for
+        self.recordings_dir = recordings_dir
+        self.calls: dict[int, Call] = {}
+        self.runs: dict[int, CampaignRun] = {}
+        self._seq = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner_tasks: dict[int, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    # -- time ---------------------------------------------------------------------------------
+    @staticmethod
+    def mono() -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Own every running campaign whose lease this process can take, until `stop()`."""
+        self._stop = asyncio.Event()
+        try:
+            while not self._stop.is_set():
+                await self._adopt_campaigns()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), timeout=min(1.0, self.lease_ttl.total_seconds() / 3)
+                    )
+        finally:
+            self._stop.set()
+            # Runners finish the tick they are in (never cut a transaction in half), then stop.
+            runners = list(self._runner_tasks.values())
+            if runners:
+                _, pending = await asyncio.wait(runners, timeout=5.0)
+                for task in pending:
+                    task.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*runners, *self._tasks, return_exceptions=True)
+            for cid in list(self.runs):
+                await leases.release(self.sessions, cid, self.owner)
+
+    def stop(self) -> None:
+        """Ask `run()` to return after the current ticks; calls in flight stay with Asterisk."""
+        self._stop.set()
+
+    async def _adopt_campaigns(self) -> None:
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(Campaign.id).where(
+                        Campaign.state.in_(
+                            [CampaignState.RUNNING.value, CampaignState.PAUSED.value]
+                        )
+                    )
+                )
+            ).scalars()
+            wanted = list(rows)
+        for cid in wanted:
+            task = self._runner_tasks.get(cid)
+            if task is not None and not task.done():
+                continue
+            if await leases.acquire(self.sessions, cid, self.owner, self.clock(), self.lease_ttl):
+                log.info("campaign lease taken", extra={"campaign_id": cid})
+                self._runner_tasks[cid] = asyncio.create_task(
+                    self._run_campaign(cid), name=f"campaign-{cid}"
+                )
+
+    async def _load(self, campaign_id: int) -> CampaignView | None:
+        async with self.sessions() as s:
+            row = await s.get(Campaign, campaign_id)
+            return None if row is None else CampaignView.of(row)
+
+    async def _run_campaign(self, campaign_id: int) -> None:
+        view = await self._load(campaign_id)
+        if view is None:
+            return
+        run = CampaignRun(
+            view,
+            make_policy(view.dial_mode, view.pacing),
+            RetryRules.from_campaign(view.retry_rules),
+        )
+        self.runs[campaign_id] = run
+        try:
+            await self.reconcile(campaign_id)
+            while not self._stop.is_set():
+                started = self.mono()
+                if not await self._tick(run):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), max(0.0, self.tick_s - (self.mono() - started))
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("campaign runner failed", extra={"campaign_id": campaign_id})
+        finally:
+            self.runs.pop(campaign_id, None)
+            metrics.forget_campaign(campaign_id)
+
+    # -- one tick -----------------------------------------------------------------------------
+    async def _tick(self, run: CampaignRun) -> bool:
+        """Pace, claim and originate once. False when the runner should stop."""
+        now, mono = self.clock(), self.mono()
+        view = await self._load(run.view.id)
+        if view is None:
+            return False
+        run.view = view
+        if mono - run.lease_renewed >= self.lease_ttl.total_seconds() / 3:
+            if not await leases.acquire(self.sessions, view.id, self.owner, now, self.lease_ttl):
+                log.warning("campaign lease lost", extra={"campaign_id": view.id})
+                return False
+            run.lease_renewed = mono
+        in_flight = [c for c in self.calls.values() if c.campaign_id == view.id]
+        if view.state != CampaignState.RUNNING.value:
+            if (
+                view.state in (CampaignState.STOPPED.value, CampaignState.FINISHED.value)
+                and not in_flight
+            ):
+                await leases.release(self.sessions, view.id, self.owner)
+                return False
+            return True
+        if mono - run.adopted_checked >= 5.0:
+            await self._follow_adopted(view.id, now)
+            run.adopted_checked = mono
+        if mono - run.window_refreshed >= 5.0:
+            await self._refresh_window(run, now)
+            run.window_refreshed = mono
+        snapshot = Snapshot.build(
+            now=mono,
+            agents=self.agents.views(view.id),
+            calls=[CallView(c.stage, mono - c.dialed) for c in in_flight if not c.bridged],
+            attempts=list(run.history),
+            handles=list(run.handles),
+            window_abandoned=run.window_abandoned,
+            window_connected=run.window_connected,
+            trunk_free=self.telephony.free_channels(),
+        )
+        decision = run.policy.decide(snapshot)
+        run.decision = decision
+        self._publish(run, in_flight, decision)
+        launches = decision.launches
+        if view.max_concurrent_calls is not None:
+            launches = min(launches, view.max_concurrent_calls - len(in_flight))
+        if launches > 0:
+            await self._launch(run, launches, now, mono)
+        if mono - run.decision_saved >= 1.0:
+            await leases.save_decision(
+                self.sessions, view.id, self.owner, self.decision_dict(run), now
+            )
+            run.decision_saved = mono
+        return True
+
+    def _publish(self, run: CampaignRun, in_flight: list[Call], decision: Decision) -> None:
+        cid = run.view.id
+        metrics.set_campaign_running(cid, run.view.state == CampaignState.RUNNING.value)
+        metrics.record_pacing_decision(cid, decision.to_dict())
+        stages: dict[str, int] = {}
+        for call in in_flight:
+            name = (
+                "abandoned"
+                if call.abandoned
+                else "bridged"
+                if call.bridged
+                else _STAGE_NAMES[call.stage]
+            )
+            stages[name] = stages.get(name, 0) + 1
+        metrics.set_calls_in_flight(cid, stages)
+        agents: dict[str, int] = {}
+        for view in self.agents.views(cid):
+            agents[view.state.name.lower()] = agents.get(view.state.name.lower(), 0) + 1
+        metrics.set_agents_by_state(cid, agents)
+
+    def decision_dict(self, run: CampaignRun) -> dict[str, Any]:
+        out: dict[str, Any] = run.decision.to_dict() if run.decision else {}
+        out["owner"] = self.owner
+        out["calls_in_flight"] = sum(1 for c in self.calls.values() if c.campaign_id == run.view.id)
+        return out
+
+    async def _refresh_window(self, run: CampaignRun, now: dt.datetime) -> None:
+        since = abandon_window_start(run.view.compliance_profile, now)
+        async with self.sessions() as s:
+            abandoned, connected = (
+                await s.execute(
+                    select(
+                        func.count().filter(CallAttempt.abandoned.is_(True)),
+                        func.count().filter(CallAttempt.bridged_at.is_not(None)),
+                    ).where(
+                        CallAttempt.campaign_id == run.view.id, CallAttempt.answered_at >= since
+                    )
+                )
+            ).one()
+        run.window_abandoned, run.window_connected = float(abandoned), float(connected)
+        total = run.window_abandoned + run.window_connected
+        metrics.set_abandon_rate(
+            run.view.id, run.window_abandoned / total if total else 0.0, ABANDON_CAP
+        )
+
+    async def _launch(self, run: CampaignRun, count: int, now: dt.datetime, mono: float) -> None:
+        view = run.view
+        if run.options is None or run.options_version != view.updated_at:
+            # Compliance, order and caller ID are rebuilt only when the campaign changed.
+            run.options, run.options_version = self.options_for(view), view.updated_at
+        opts = run.options
+        async with self.sessions.begin() as s:
+            result = await claim_phones(
+                s,
+                view.id,
+                count,
+                now,
+                opts.rule,
+                order=opts.order,
+                caller_id=view.caller_id,
+                caller_id_for=opts.caller_id_for,
+            )
+        for claimed in result.claimed:
+            self.calls[claimed.attempt_id] = Call(claimed.attempt_id, view.id, mono)
+        if result.blocked:
+            log.debug("claim blocked %s", result.blocked, extra={"campaign_id": view.id})
+        await asyncio.gather(*(self._originate(run, c) for c in result.claimed))
+
+    async def _originate(self, run: CampaignRun, claimed: Claimed) -> None:
+        attempt_id, account_id = claimed.attempt_id, claimed.account_id
+        request = OriginateRequest(
+            attempt_id=attempt_id,
+            campaign_id=run.view.id,
+            number=claimed.number,
+            caller_id=claimed.caller_id or run.view.caller_id,
+            amd=run.view.amd_enabled,
+            machine_action=run.view.machine_action,
+            record=run.view.record_calls,
+            variables={
+                "DIALER_CAMPAIGN_ID": str(run.view.id),
+                "DIALER_ACCOUNT_ID": str(account_id),
+            },
+        )
+        try:
+            server = await self.telephony.originate(request)
+        except OriginateRefused as exc:
+            log.warning("originate refused: %s", exc, extra={"attempt_id": attempt_id})
+            await self._close(attempt_id, "failed", self.clock())
+            return
+        metrics.record_originated(run.view.id, server)
+        async with self.sessions.begin() as s:
+            await attempts.stamp(s, attempt_id, server=server, originated_at=self.clock())
+
+    # -- events from telephony ----------------------------------------------------------------
+    async def on_event(self, event: CallEvent) -> None:
+        call = self.calls.get(event.attempt_id)
+        if call is None:
+            return  # another process's call, or one already closed
+        if event.kind is CallEventKind.ORIGINATED:
+            async with self.sessions.begin() as s:
+                await attempts.stamp(
+                    s,
+                    call.attempt_id,
+                    **{
+                        k: v
+                        for k, v in (
+                            ("server", event.server),
+                            ("uniqueid", event.uniqueid),
+                            ("linkedid", event.linkedid),
+                            ("channel", event.channel),
+                        )
+                        if v is not None
+                    },
+                )
+        elif event.kind is CallEventKind.RINGING:
+            call.stage = CallStage.RINGING
+        elif event.kind is CallEventKind.ANSWERED:
+            await self._answered(call, event)
+        elif event.kind is CallEventKind.MACHINE:
+            call.machine = True
+            async with self.sessions.begin() as s:
+                await attempts.stamp(
+                    s,
+                    call.attempt_id,
+                    answered_at=event.at,
+                    amd_result=event.amd_result or "MACHINE",
+                    amd_cause=event.amd_cause,
+                )
+            run = self.runs.get(call.campaign_id)
+            await self.telephony.machine(
+                call.attempt_id, run.view.machine_action if run else "hangup"
+            )
+        elif event.kind is CallEventKind.ABANDONED:
+            # The safe harbor started, perhaps by the dialplan's own clock: no agent may take it.
+            call.abandoned = True
+            if call.routing is not None and not call.routing.done() and not call.bridged:
+                call.routing.cancel()
+        elif event.kind is CallEventKind.ENDED:
+            await self._ended(call, event)
+
+    async def _answered(self, call: Call, event: CallEvent) -> None:
+        call.stage = CallStage.ANSWERED_WAITING
+        call.answered = self.mono()
+        metrics.record_answered_live(call.campaign_id)
+        async with self.sessions.begin() as s:
+            await attempts.stamp(
+                s,
+                call.attempt_id,
+                answered_at=event.at,
+                amd_result=event.amd_result,
+                amd_cause=event.amd_cause,
+            )
+        call.routing = asyncio.create_task(self._route(call), name=f"route-{call.attempt_id}")
+        self._tasks.add(call.routing)
+        call.routing.add_done_callback(self._tasks.discard)
+
+    def agent_ready(self, campaign_id: int) -> None:
+        """The hub tells the router an agent of the campaign became ready."""
+        run = self.runs.get(campaign_id)
+        if run is not None:
+            run.ready.set()
+
+    def handle_finished(self, campaign_id: int, talk_s: float, wrap_s: float) -> None:
+        """The hub reports a finished call's talk and wrap-up durations (pacing's history)."""
+        run = self.runs.get(campaign_id)
+        if run is not None:
+            run.handles.append(Handle(next(self._seq), self.mono(), talk_s, wrap_s))
+
+    async def _route(self, call: Call) -> None:
+        """Bridge to the longest-waiting ready agent within the limit, else the safe harbor."""
+        run = self.runs.get(call.campaign_id)
+        limit = run.view.abandon_limit_s if run else 2.0
+        assert call.answered is not None
+        deadline = call.answered + max(0.0, limit - SAFE_HARBOR_MARGIN_S)
+        while True:
+            agent = self.agents.longest_waiting(call.campaign_id)
+            if agent is not None and await self.agents.reserve(agent.agent_id, call.attempt_id):
+                try:
+                    await asyncio.gather(
+                        self.telephony.bridge(call.attempt_id, agent),
+                        self.agents.connected(agent.agent_id, call.attempt_id),
+                    )
+                except Exception:
+                    log.exception("bridge failed", extra={"attempt_id": call.attempt_id})
+                    await self.agents.unreserve(agent.agent_id)
+                else:
+                    await self._bridged(call, agent.agent_id, run)
+                    return
+            remaining = deadline - self.mono()
+            if remaining <= 0 or call.attempt_id not in self.calls:
+                break
+            if run is not None:
+                run.ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.ready.wait(), timeout=min(remaining, 0.1))
+            else:
+                await asyncio.sleep(min(remaining, 0.05))
+        if call.attempt_id in self.calls:
+            call.abandoned = True
+            await self.telephony.safe_harbor(call.attempt_id)
+
+    async def _bridged(self, call: Call, agent_id: int, run: CampaignRun | None) -> None:
+        call.bridged, call.agent_id = True, agent_id
+        now = self.clock()
+        if call.answered is not None:
+            metrics.record_connected(call.campaign_id, max(0.0, self.mono() - call.answered))
+        path = None
+        if run is not None and run.view.record_calls:
+            path = await self.telephony.start_recording(call.attempt_id)
+        async with self.sessions.begin() as s:
+            await attempts.stamp(
+                s, call.attempt_id, bridged_at=now, agent_id=agent_id, recording_path=path
+            )
+        if run is not None:
+            run.window_connected += 1
+
+    async def _ended(self, call: Call, event: CallEvent) -> None:
+        if call.routing is not None and not call.routing.done():
+            call.routing.cancel()
+        limit = (
+            self.runs[call.campaign_id].view.abandon_limit_s
+            if call.campaign_id in self.runs
+            else 2.0
+        )
+        if call.bridged:
+            outcome = "human"
+        elif call.abandoned:
+            outcome = "abandoned"
+        elif call.answered is not None and not call.machine:
+            if self.mono() - call.answered >= limit:
+                # Answered, never connected within the limit: abandoned, whoever hung up first.
+                outcome, call.abandoned = "abandoned", True
+            else:
+                # The debtor hung up before the limit ran out: no call was abandoned yet.
+                outcome = "hung_up_early"
+        else:
+            outcome = event.outcome or "failed"
+        await self._close(call.attempt_id, outcome, event.at, event.hangup_cause, event.dial_status)
+        if call.agent_id is not None:
+            await self.agents.call_ended(call.agent_id, call.attempt_id)
+
+    async def _close(
+        self,
+        attempt_id: int,
+        outcome: str,
+        at: dt.datetime,
+        hangup_cause: int | None = None,
+        dial_status: str | None = None,
+    ) -> None:
+        call = self.calls.pop(attempt_id, None)
+        run = self.runs.get(call.campaign_id) if call else None
+        rules = run.rules if run else RetryRules()
+        abandoned = bool(call and call.abandoned)
+        async with self.sessions.begin() as s:
+            closed = await attempts.close(
+                s,
+                attempt_id,
+                outcome,
+                at,
+                rules,
+                abandoned=abandoned,
+                hangup_cause=hangup_cause,
+                dial_status=dial_status,
+            )
+        if closed and call is not None:
+            metrics.record_outcome(call.campaign_id, outcome)
+            if abandoned:
+                metrics.record_abandoned(call.campaign_id)
+        if call is None or run is None:
+            return
+        mono = self.mono()
+        if call.bridged:
+            kind = Outcome.CONNECTED
+        elif abandoned:
+            kind = Outcome.ABANDONED
+            run.window_abandoned += 1
+        elif call.machine:
+            kind = Outcome.MACHINE
+        else:
+            kind = Outcome.NO_ANSWER
+        to_outcome = (call.answered if call.answered is not None else mono) - call.dialed
+        run.history.append(Attempt(next(self._seq), mono, kind, max(0.0, to_outcome)))
+
+    async def _follow_adopted(self, campaign_id: int, now: dt.datetime) -> None:
+        adopted = [c for c in self.calls.values() if c.adopted and c.campaign_id == campaign_id]
+        if not adopted:
+            return
+        live = await self.telephony.live_attempts([c.attempt_id for c in adopted])
+        for call in adopted:
+            if call.attempt_id not in live:
+                await self._close(call.attempt_id, "human" if call.bridged else "lost", now)
+
+    # -- recovery -----------------------------------------------------------------------------
+    async def reconcile(self, campaign_id: int) -> int:
+        """Close the campaign's open attempts Asterisk no longer has; adopt the live ones.
+
+        Returns how many were closed as `lost`. Nothing is ever re-dialed here.
+        """
+        async with self.sessions() as s:
+            open_rows = [a for a in await attempts.open_attempts(s) if a.campaign_id == campaign_id]
+        known = [a.id for a in open_rows if a.id not in self.calls]
+        if not known:
+            return 0
+        live = await self.telephony.live_attempts(known)
+        now, mono = self.clock(), self.mono()
+        closed = 0
+        for row in open_rows:
+            if row.id in self.calls or row.id in live:
+                continue
+            async with self.sessions.begin() as s:
+                if await attempts.close(s, row.id, "lost", now, RetryRules()):
+                    closed += 1
+                    metrics.record_outcome(campaign_id, "lost")
+        for row in open_rows:
+            if row.id in live and row.id not in self.calls:
+                stage = CallStage.ANSWERED_WAITING if row.answered_at else CallStage.RINGING
+                self.calls[row.id] = Call(
+                    row.id,
+                    campaign_id,
+                    mono,
+                    stage=stage,
+                    bridged=row.bridged_at is not None,
+                    agent_id=row.agent_id,
+                    adopted=True,
+                )
+        if closed:
+            log.warning("closed %d lost attempts", closed, extra={"campaign_id": campaign_id})
+        return closed

@@ -1,0 +1,127 @@
+"""The engine's telephony port over Asterisk: `ServerPool` commands out, its call events in.
+
+Per-campaign call settings (AMD, machine action, recording, ring time) travel as the Originate's
+channel variables that the shipped dialplan reads (asterisk_conf/extensions.conf).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from dialer.engine.ports import (
+    CallEvent,
+    CallEventKind,
+    OriginateRefused,
+    OriginateRequest,
+    ReadyAgent,
+)
+from dialer.telephony import calls as tcalls
+from dialer.telephony.ami import AmiError
+from dialer.telephony.pool import NoCapacity, ServerPool
+
+log = logging.getLogger("dialer.engine.telephony")
+
+# Telephony's kinds the engine acts on. ANSWERED (the line picked up while AMD still listens) and
+# UNKNOWN_CHANNEL (reported by the audit) need nothing from the engine.
+_KINDS = {
+    tcalls.CallEventKind.ORIGINATED: CallEventKind.ORIGINATED,
+    tcalls.CallEventKind.RINGING: CallEventKind.RINGING,
+    tcalls.CallEventKind.HUMAN: CallEventKind.ANSWERED,
+    tcalls.CallEventKind.MACHINE: CallEventKind.MACHINE,
+    tcalls.CallEventKind.BRIDGED: CallEventKind.BRIDGED,
+    tcalls.CallEventKind.ABANDONED: CallEventKind.ABANDONED,
+    tcalls.CallEventKind.ENDED: CallEventKind.ENDED,
+}
+
+
+def to_engine_event(event: tcalls.CallEvent) -> CallEvent | None:
+    kind = _KINDS.get(event.kind)
+    if kind is None or event.attempt_id is None:
+        return None
+    return CallEvent(
+        attempt_id=event.attempt_id,
+        kind=kind,
+        at=event.at,
+        server=event.server,
+        channel=event.channel,
+        outcome=event.outcome.value if event.outcome is not None else None,
+        hangup_cause=event.hangup_cause,
+        dial_status=event.dial_status,
+        amd_result=event.amd_status,
+        amd_cause=event.amd_cause,
+    )
+
+
+class PoolTelephony:
+    """Implements `dialer.engine.ports.TelephonyPort` with a `ServerPool`."""
+
+    def __init__(self, pool: ServerPool) -> None:
+        self.pool = pool
+
+    async def originate(self, request: OriginateRequest) -> str:
+        variables = {
+            "DIALER_AMD": "yes" if request.amd else "no",
+            "DIALER_MACHINE_ACTION": request.machine_action,
+            "DIALER_RING_TIMEOUT": str(max(15, round(request.ring_timeout_s))),
+            "DIALER_RECORD": "yes" if request.record else "no",
+            **request.variables,
+        }
+        try:
+            call = await self.pool.originate(
+                request.attempt_id, request.number, caller_id=request.caller_id, variables=variables
+            )
+        except (NoCapacity, ValueError) as exc:
+            raise OriginateRefused(str(exc)) from exc
+        return call.server
+
+    async def bridge(self, attempt_id: int, agent: ReadyAgent) -> None:
+        await self.pool.connect_agent(attempt_id, str(agent.agent_id))
+
+    async def safe_harbor(self, attempt_id: int) -> None:
+        await self.pool.play_safe_harbor(attempt_id)
+
+    async def machine(self, attempt_id: int, action: str) -> None:
+        # The dialplan already acts on DIALER_MACHINE_ACTION, set at the Originate.
+        return None
+
+    async def hangup(self, attempt_id: int) -> None:
+        await self.pool.hang_up(attempt_id)
+
+    async def start_recording(self, attempt_id: int) -> str | None:
+        # DIALER_RECORD was set at the Originate when the campaign records: the dialplan starts
+        # MixMonitor as the call joins the agent and names the file after the attempt.
+        return f"dialer/{attempt_id}.wav"
+
+    def free_channels(self) -> int | None:
+        return self.pool.free_capacity()
+
+    async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
+        """Attempts of `candidates` that still have a channel on any server in rotation."""
+        wanted, live = set(candidates), set()
+        for server in self.pool.in_rotation():
+            try:
+                channels = await server.connection.send_list({"Action": "CoreShowChannels"})
+            except AmiError:
+                log.warning("could not list channels", extra={"server": server.name})
+                continue
+            for channel in channels:
+                for key in ("Uniqueid", "Linkedid"):
+                    attempt = tcalls.attempt_of(str(channel.get(key, "")))
+                    if attempt is not None and attempt in wanted:
+                        live.add(attempt)
+        return live
+
+    async def pump(self, deliver: Callable[[CallEvent], Awaitable[None]]) -> None:
+        """Hand the pool's events to the engine in order, forever (cancel to stop)."""
+        while True:
+            event = await self.pool.events.get()
+            mapped = to_engine_event(event)
+            if mapped is None:
+                continue
+            try:
+                await deliver(mapped)
+            except Exception:
+                log.exception(
+                    "engine failed on a call event", extra={"attempt_id": mapped.attempt_id}
+                )

@@ -1,0 +1,115 @@
+"""The engine's two ports: telephony (commands out, call events in) and the agents' hub.
+
+Adapters implement these over AMI and over the agents' websockets; the engine sees nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pacing.snapshot import AgentView
+
+
+class CallEventKind(enum.StrEnum):
+    ORIGINATED = "originated"  # Asterisk accepted the Originate: a channel exists
+    RINGING = "ringing"
+    ANSWERED = "answered"  # a live human (after AMD when the campaign uses it)
+    MACHINE = "machine"  # an answering machine (AMD)
+    BRIDGED = "bridged"  # the debtor's channel is in the agent's bridge
+    ABANDONED = "abandoned"  # the safe-harbor message started (the dialplan's own fallback too)
+    ENDED = "ended"  # final; carries the outcome
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    attempt_id: int
+    kind: CallEventKind
+    at: dt.datetime
+    server: str | None = None
+    uniqueid: str | None = None
+    linkedid: str | None = None
+    channel: str | None = None
+    outcome: str | None = None  # with ENDED: a value of dialer.telephony.outcomes.Outcome
+    hangup_cause: int | None = None
+    dial_status: str | None = None
+    amd_result: str | None = None
+    amd_cause: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateRequest:
+    attempt_id: int
+    campaign_id: int
+    number: str  # E.164
+    caller_id: str | None
+    amd: bool
+    ring_timeout_s: float = 25.0
+    machine_action: str = "hangup"  # or "message": what the dialplan does with a machine
+    record: bool = False
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyAgent:
+    agent_id: int
+    channel: str  # the nailed-up channel answered calls are bridged into
+
+
+class OriginateRefused(Exception):
+    """No server could take the call (capacity, AMI down, or Asterisk refused it at once)."""
+
+
+class TelephonyPort(Protocol):
+    async def originate(self, request: OriginateRequest) -> str:
+        """Send the Originate (never re-sent); returns the server's name."""
+        ...
+
+    async def bridge(self, attempt_id: int, agent: ReadyAgent) -> None:
+        """Join the answered call to the agent's nailed-up channel (no ringing)."""
+        ...
+
+    async def safe_harbor(self, attempt_id: int) -> None: ...
+
+    async def machine(self, attempt_id: int, action: str) -> None:
+        """`hangup` or `message` (leave the campaign's message)."""
+        ...
+
+    async def hangup(self, attempt_id: int) -> None: ...
+
+    async def start_recording(self, attempt_id: int) -> str | None:
+        """Record the conversation; returns where the file will be (relative to the spool)."""
+        ...
+
+    def free_channels(self) -> int | None:
+        """Channels the pool can still take now; None when unlimited."""
+        ...
+
+    async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
+        """Of `candidates`, the attempts Asterisk still has a channel for (resync)."""
+        ...
+
+
+class AgentsPort(Protocol):
+    def views(self, campaign_id: int) -> list[AgentView]:
+        """The campaign's agents for the pacing snapshot (away agents excluded)."""
+        ...
+
+    def longest_waiting(self, campaign_id: int) -> ReadyAgent | None: ...
+
+    async def reserve(self, agent_id: int, attempt_id: int) -> bool:
+        """Ready -> reserved; False when the agent is no longer ready."""
+        ...
+
+    async def connected(self, agent_id: int, attempt_id: int) -> None:
+        """Reserved -> talking, and the screen pop goes to the agent's browser."""
+        ...
+
+    async def unreserve(self, agent_id: int) -> None: ...
+
+    async def call_ended(self, agent_id: int, attempt_id: int) -> None:
+        """Talking -> wrap-up."""
+        ...
