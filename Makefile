@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint bench-pacing clean
+.PHONY: install test-deps demo serve test lint bench-pacing clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# System packages the tests use (Chromium, promtool); Asterisk is provisioned by its fixture.
+test-deps:
+	scripts/install-test-deps
+
 # Until the demo issue lands: migrate the embedded database and start the service.
 demo: install
 	$(BIN)/dialer migrate
@@ -22,7 +26,7 @@ demo: install
 serve: install
 	$(BIN)/dialer serve
 
-test: install
+test: install test-deps
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 lint: install

@@ -12,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer import __version__, auth
+from dialer.agent_service import add_agent_routes
+from dialer.api.openapi import add_ops_routes
+from dialer.api.reports import add_routes as add_report_routes
 from dialer.settings import Settings
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.migrate import check_schema
@@ -34,6 +37,8 @@ async def login(request: web.Request) -> web.Response:
     try:
         body = await request.json()
         login_name, password = str(body["login"]), str(body["password"])
+        if "\x00" in login_name or "\x00" in password:
+            raise ValueError("NUL character")
     except (ValueError, KeyError, TypeError):
         return web.json_response(
             {"error": "invalid_request", "detail": "send JSON with fields login and password"},
@@ -78,4 +83,7 @@ async def build_app(settings: Settings, engine: AsyncEngine | None = None) -> we
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     # Feature route tables, each in its own module (ops API, agents' websocket, ...).
+    add_report_routes(app)
+    add_agent_routes(app, settings)
+    add_ops_routes(app)
     return app

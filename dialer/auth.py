@@ -110,14 +110,15 @@ def bearer_token(request: web.Request) -> str | None:
     return request.query.get("token") or None
 
 
-SESSIONS_KEY = "sessions"
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+SESSIONS_KEY: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def require_role(role: str) -> Callable[[Handler], Handler]:
     """Decorator for aiohttp handlers: 401 without a valid token, 403 below `role`.
 
-    The principal is put in `request["principal"]`.
+    The principal is put in `request[PRINCIPAL_KEY]`.
     """
 
     def wrap(handler: Handler) -> Handler:
@@ -138,7 +139,7 @@ def require_role(role: str) -> Callable[[Handler], Handler]:
                     text=f'{{"error": "forbidden", "detail": "needs role {role}"}}',
                     content_type="application/json",
                 )
-            request["principal"] = principal
+            request[PRINCIPAL_KEY] = principal
             return await handler(request)
 
         checked.__name__ = getattr(handler, "__name__", "handler")

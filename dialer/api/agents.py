@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from dialer import auth
 from dialer.api import common
 from dialer.api.common import JSON, body, fail, path_id, reply, responses
 from dialer.api.schema import MAX_ID, array, boolean, integer, obj, string
@@ -93,7 +94,7 @@ async def update_agent(request: web.Request) -> web.StreamResponse:
         agent = await s.get(Agent, agent_id)
         if agent is None:
             fail(404, "not_found", f"agent {agent_id} does not exist")
-        if agent.id == request["principal"].agent_id and (
+        if agent.id == request[auth.PRINCIPAL_KEY].agent_id and (
             data.get("active") is False or data.get("role", Role.ADMIN.value) != Role.ADMIN.value
         ):
             fail(409, "conflict", "an admin cannot deactivate or demote themself")

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Select, select
 
+from dialer import auth
 from dialer.api import common
 from dialer.api.common import JSON, body, fail, path_id, reply, responses
 from dialer.api.schema import MAX_ID, array, integer, money, obj, string
@@ -230,7 +231,7 @@ async def create_callback(request: web.Request) -> web.StreamResponse:
             phone_id=data.get("phone_id"),
             due_at=_when(data["due_at"]),
             owner_agent_id=data.get("owner_agent_id"),
-            created_by_agent_id=request["principal"].agent_id,
+            created_by_agent_id=request[auth.PRINCIPAL_KEY].agent_id,
             notes=data.get("notes"),
             status=CallbackStatus.PENDING.value,
             created_at=dt.datetime.now(dt.UTC),
