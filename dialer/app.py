@@ -12,9 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer import __version__, auth
-from dialer.agent_service import add_agent_routes
+from dialer.agent_service import DbAgentPort, add_agent_routes
 from dialer.api.openapi import add_ops_routes
 from dialer.api.reports import add_routes as add_report_routes
+from dialer.runtime import add_dialing
 from dialer.settings import Settings
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.migrate import check_schema
@@ -84,6 +85,10 @@ async def build_app(settings: Settings, engine: AsyncEngine | None = None) -> we
     app.router.add_post("/api/logout", logout)
     # Feature route tables, each in its own module (ops API, agents' websocket, ...).
     add_report_routes(app)
-    add_agent_routes(app, settings)
+    hub = add_agent_routes(app, settings)
     add_ops_routes(app)
+    if settings.ami_servers:
+        # With Asterisk configured, the service dials: pool, engine and their links to the hub.
+        assert isinstance(hub.port, DbAgentPort)
+        add_dialing(app, settings, hub.port)
     return app

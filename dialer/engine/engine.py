@@ -541,7 +541,11 @@ class Engine:
 
     async def _ended(self, call: Call, event: CallEvent) -> None:
         if call.routing is not None and not call.routing.done():
-            call.routing.cancel()
+            if call.bridged:
+                # Bridged already: let the router finish recording who took the call.
+                await asyncio.gather(call.routing, return_exceptions=True)
+            else:
+                call.routing.cancel()
         limit = (
             self.runs[call.campaign_id].view.abandon_limit_s
             if call.campaign_id in self.runs

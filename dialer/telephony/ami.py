@@ -143,6 +143,8 @@ class AmiConnection:
         self.server = server
         self.options = options or AmiOptions()
         self.on_event = on_event
+        # Further readers of the same events (e.g. the agents' session events), after on_event.
+        self.listeners: list[Callable[[Message], None]] = []
         self._on_up = on_up
         self._on_down = on_down
         self._manager: _Manager | None = None
@@ -332,6 +334,8 @@ class AmiConnection:
 
     def _dispatch(self, _manager: Manager, message: Message) -> None:
         self.on_event(message)
+        for listener in self.listeners:
+            listener(message)
 
     # -------------------------------------------------------------------------------- actions
     async def send(self, fields: ActionFields, *, limit_s: float | None = None) -> Message:

@@ -325,8 +325,11 @@ class CallTracker:
         call.originate_reason = reason
         if store.get("response", ("", ""))[1] == "Success":
             self._answered(call)
-        elif not call.legs or reason == "0":
-            # Failed before any channel existed (no Hangup will come), or Asterisk gave up.
+        elif not call.legs:
+            # Failed before any channel existed (or after all of them went): no Hangup will come.
+            # With legs still up, their Hangup events (with the cause and DIALSTATUS that tell
+            # busy from an invalid number) are sure to follow, so the call ends on those; the
+            # periodic audit closes it should they never come.
             self._end_unanswered(call)
 
     def _on_hangup(self, store: dict[str, tuple[str, str]]) -> None:

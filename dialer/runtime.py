@@ -1,0 +1,154 @@
+"""What `dialer serve` runs besides HTTP when AMI servers are configured: the server pool, the
+engine, and the links between them and the agents' hub (events in, commands out).
+
+Built and torn down with the aiohttp application (`build_app` registers it); nothing else wires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+
+from aiohttp import web
+from panoramisk.message import Message
+
+from agents_ws.engine_port import PortRefused, SupervisorAction
+from agents_ws.server import HUB
+from dialer import auth
+from dialer.agent_service import DbAgentPort, HubAgents
+from dialer.engine.engine import Engine
+from dialer.engine.pool_telephony import PoolTelephony
+from dialer.settings import Settings
+from dialer.telephony.pool import ServerPool
+
+log = logging.getLogger("dialer.runtime")
+
+SPY_OPTIONS = {
+    SupervisorAction.LISTEN: "qE",
+    SupervisorAction.WHISPER: "qEw",
+    SupervisorAction.BARGE: "qEB",
+}
+
+
+class PoolAgentTelephony:
+    """`dialer.agent_service.AgentTelephony` over the pool: nailed-up sessions, hang-up, ChanSpy."""
+
+    def __init__(self, pool: ServerPool) -> None:
+        self.pool = pool
+
+    async def _originate(self, fields: dict[str, str]) -> None:
+        servers = self.pool.in_rotation()
+        if not servers:
+            raise PortRefused("no Asterisk server is connected", None, "unavailable")
+        await servers[0].connection.send({"Action": "Originate", "Async": "true", **fields})
+
+    async def open_agent_channel(self, agent_id: int, endpoint: str | None) -> bool:
+        """Call the agent's phone into `[dialer-agent-session]` to wait in a holding bridge."""
+        if not endpoint:
+            return False
+        await self._originate(
+            {
+                "Channel": endpoint,
+                "Context": "dialer-agent-session",
+                "Exten": "login",
+                "Priority": "1",
+                "Timeout": "30000",
+                "Variable": f"DIALER_AGENT={agent_id}",
+            }
+        )
+        return True
+
+    async def hang_up(self, call_id: str, attempt_id: int | None) -> None:
+        if attempt_id is None:
+            raise PortRefused("this call has no attempt to hang up", "call_id", "unavailable")
+        await self.pool.hang_up(attempt_id)
+
+    async def originate_preview(self, attempt_id: int, agent_endpoint: str | None) -> None:
+        raise PortRefused("preview dialing is not available yet", None, "unavailable")
+
+    async def supervise(
+        self, action: SupervisorAction, supervisor_endpoint: str | None, agent_endpoint: str | None
+    ) -> None:
+        if not supervisor_endpoint or not agent_endpoint:
+            field = "supervisor endpoint" if not supervisor_endpoint else "agent endpoint"
+            raise PortRefused(f"no {field} configured", None, "unavailable")
+        await self._originate(
+            {
+                "Channel": supervisor_endpoint,
+                "Application": "ChanSpy",
+                "Data": f"{agent_endpoint},{SPY_OPTIONS[action]}",
+            }
+        )
+
+
+class DialingRuntime:
+    def __init__(self, app: web.Application, settings: Settings, port: DbAgentPort) -> None:
+        self.app = app
+        self.settings = settings
+        self.port = port
+        self.pool = ServerPool.from_settings(settings.ami_servers)
+        self.engine: Engine | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _agent_session(self, message: Message) -> None:
+        """`DialerAgentSession` user events tell the hub whether an agent's channel is up."""
+        if message.get("Event") != "UserEvent" or message.get("UserEvent") != "DialerAgentSession":
+            return
+        try:
+            agent_id = int(str(message.get("Agent", "")))
+        except ValueError:
+            return
+        hub = self.app[HUB]
+        if message.get("State") in ("login", "holding"):
+            hub.channel_up(agent_id)
+        elif message.get("State") == "logout":
+            hub.channel_down(agent_id)
+
+    async def start(self, _app: web.Application) -> None:
+        for server in self.pool.servers:
+            server.connection.listeners.append(self._agent_session)
+        await self.pool.start()
+        sessions = self.app[auth.SESSIONS_KEY]
+        telephony = PoolTelephony(self.pool)
+        agents = HubAgents(self.app[HUB], sessions)
+        engine = Engine(
+            sessions,
+            telephony,
+            agents,
+            owner=self.settings.process_name,
+            tick_hz=self.settings.tick_hz,
+            lease_ttl=dt.timedelta(seconds=self.settings.lease_seconds),
+            recordings_dir=self.settings.recordings_dir,
+        )
+        agents.on_ready = engine.agent_ready
+        agents.on_finished = engine.handle_finished
+        self.port.telephony = PoolAgentTelephony(self.pool)
+        self.engine = engine
+        self._tasks = [
+            asyncio.create_task(engine.run(), name="engine"),
+            asyncio.create_task(telephony.pump(engine.on_event), name="call-events"),
+        ]
+        log.info("dialing runtime started with %d Asterisk server(s)", len(self.pool.servers))
+
+    async def stop(self, _app: web.Application) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+        for task in self._tasks:
+            if task.get_name() != "engine":
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.close()
+
+
+RUNTIME: web.AppKey[DialingRuntime] = web.AppKey("dialing_runtime", DialingRuntime)
+
+
+def add_dialing(app: web.Application, settings: Settings, port: DbAgentPort) -> DialingRuntime:
+    runtime = DialingRuntime(app, settings, port)
+    app[RUNTIME] = runtime
+    app.on_startup.append(runtime.start)
+    app.on_cleanup.append(runtime.stop)
+    return runtime
