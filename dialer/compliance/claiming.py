@@ -8,26 +8,20 @@ the caller ID chooser, built once per tick from the campaign row (the engine's o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from dialer.compliance.callerid import choose_caller_id
 from dialer.compliance.profiles import ProfileError
-from dialer.compliance.rules import CampaignRules, ComplianceRule
+from dialer.compliance.rules import CampaignLike, CampaignRules, ComplianceRule
 from dialer.store.claim import ORDERINGS, CallerIdFor, Rule
 from dialer.store.models import Account, Phone
 
 
-class ClaimCampaign(Protocol):
-    @property
-    def compliance_profile(self) -> str: ...
-    @property
-    def calling_window(self) -> Mapping[str, object]: ...
-    @property
-    def caps(self) -> Mapping[str, object]: ...
-    @property
-    def dial_mode(self) -> str: ...
+class ClaimCampaign(CampaignLike, Protocol):
+    """What the rule reads, plus the caller-ID settings."""
+
     @property
     def caller_id(self) -> str | None: ...
     @property
