@@ -15,13 +15,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer import metrics
 from dialer.compliance.claiming import ClaimOptions, claim_options
+from dialer.compliance.profiles import load_profile
 from dialer.domain.retry import RetryRules
 from dialer.engine.ports import (
     AgentsPort,
@@ -50,8 +50,6 @@ _STAGE_NAMES = {
     CallStage.RINGING: "ringing",
     CallStage.ANSWERED_WAITING: "answered",
 }
-# The abandon-rate cap both the US and the UK rules set.
-ABANDON_CAP = 0.03
 
 
 def utcnow() -> dt.datetime:
@@ -120,14 +118,6 @@ class CampaignView:
             list(c.caller_id_pool),
             c.updated_at,
         )
-
-
-def abandon_window_start(profile: str, now: dt.datetime) -> dt.datetime:
-    """US rule: 30 days rolling. UK rule: the current calendar day (UK time)."""
-    if profile.upper() == "UK":
-        local = now.astimezone(ZoneInfo("Europe/London"))
-        return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
-    return now - dt.timedelta(days=30)
 
 
 @dataclass(slots=True)
@@ -350,7 +340,9 @@ class Engine:
         return out
 
     async def _refresh_window(self, run: CampaignRun, now: dt.datetime) -> None:
-        since = abandon_window_start(run.view.compliance_profile, now)
+        # The profile says what the cap is measured over (30 days rolling, a calendar day...).
+        window = load_profile(run.view.compliance_profile).abandon
+        since = window.start(now)
         async with self.sessions() as s:
             abandoned, connected = (
                 await s.execute(
@@ -365,7 +357,7 @@ class Engine:
         run.window_abandoned, run.window_connected = float(abandoned), float(connected)
         total = run.window_abandoned + run.window_connected
         metrics.set_abandon_rate(
-            run.view.id, run.window_abandoned / total if total else 0.0, ABANDON_CAP
+            run.view.id, run.window_abandoned / total if total else 0.0, window.max_rate
         )
 
     async def _launch(self, run: CampaignRun, count: int, now: dt.datetime, mono: float) -> None:
