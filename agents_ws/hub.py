@@ -109,6 +109,8 @@ class AgentHub:
         self.clock = clock
         self.wall = wall
         self.sessions: dict[int, AgentSession] = {}
+        # Told the number of open agent sockets whenever it changes (the dialer's metric).
+        self.on_sockets: Callable[[int], None] | None = None
         self._calls: dict[str, int] = {}  # call_id -> agent_id
         self._supervisors: set[Outlet] = set()
         self._campaigns_live: list[CampaignLive] = []
@@ -378,6 +380,7 @@ class AgentHub:
             s.outlet.close_soon(4000, "replaced by a newer connection")
             self._supervisors.discard(s.outlet)
         s.identity, s.outlet, s.disconnected_at = identity, outlet, None
+        self._count_sockets()
         campaigns = await self.port.campaigns()
         self._send(s, self._welcome(s, campaigns))
         if s.sm.state == S.OFFLINE and await self.port.open_agent_channel(identity):
@@ -389,6 +392,11 @@ class AgentHub:
         if s.outlet is outlet:
             s.outlet = None
             s.disconnected_at = self.clock()
+            self._count_sockets()
+
+    def _count_sockets(self) -> None:
+        if self.on_sockets is not None:
+            self.on_sockets(sum(1 for s in self.sessions.values() if s.outlet is not None))
 
     def _welcome(self, s: AgentSession, campaigns: list[CampaignInfo]) -> JsonObject:
         now = self.clock()

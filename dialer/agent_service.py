@@ -39,7 +39,7 @@ from agents_ws.protocol import (
 )
 from agents_ws.server import add_agents_ws_routes
 from agents_ws.state import WRAP_UP_EXPIRED_CODE, AgentState
-from dialer import auth
+from dialer import auth, metrics
 from dialer.engine.ports import ReadyAgent
 from dialer.settings import Settings
 from dialer.store.claim import claim_phones
@@ -519,7 +519,10 @@ class DbAgentPort:
                 for i, p in enumerate(request.instalments)
             ],
         )
-        return await self._insert(row, PromiseToPay, PromiseToPay.agent_id, agent, request, [])
+        ack = await self._insert(row, PromiseToPay, PromiseToPay.agent_id, agent, request, [])
+        if not ack.duplicate:
+            metrics.record_ptp(call.campaign_id, currency, request.amount)
+        return ack
 
     async def submit_callback(
         self, agent: AgentIdentity, call: CallOffer, request: CallbackRequest
@@ -872,4 +875,6 @@ def add_agent_routes(app: web.Application, settings: Settings) -> AgentHub:
 
     The engine reaches the hub (its `AgentHubApi`) as `app[agents_ws.server.HUB]`."""
     port = DbAgentPort(app[auth.SESSIONS_KEY])
-    return add_agents_ws_routes(app, port, settings.agent_grace_seconds)
+    hub = add_agents_ws_routes(app, port, settings.agent_grace_seconds)
+    hub.on_sockets = metrics.set_ws_connections
+    return hub

@@ -9,7 +9,8 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -413,6 +414,18 @@ def record_ptp(campaign: int, currency: str, amount: Decimal) -> None:
 
 def set_ami_up(server: str, up: bool) -> None:
     AMI_UP.labels(_slug("server", server)).set(1 if up else 0)
+
+
+@contextlib.contextmanager
+def timed_db_write(op: str) -> Iterator[None]:
+    """Time a write transaction; a failure counts in the errors instead."""
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        record_db_error(op)
+        raise
+    observe_db_write(op, time.perf_counter() - start)
 
 
 def observe_ami_event_lag(server: str, seconds: float) -> None:

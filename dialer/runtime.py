@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 from panoramisk.message import Message
 
 from agents_ws.engine_port import PortRefused, SupervisorAction
 from agents_ws.server import HUB
-from dialer import auth
+from dialer import auth, metrics
 from dialer.agent_service import DbAgentPort, HubAgents
 from dialer.engine.engine import Engine
 from dialer.engine.pool_telephony import PoolTelephony
@@ -92,6 +94,23 @@ class DialingRuntime:
         self.engine: Engine | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    @staticmethod
+    def _up_meter(server: str) -> Callable[[bool], None]:
+        return lambda up: metrics.set_ami_up(server, up)
+
+    @staticmethod
+    def _lag_meter(server: str) -> Callable[[Message], None]:
+        """Asterisk stamps each event (timestampevents=yes): how late the dialer handles it."""
+
+        def meter(message: Message) -> None:
+            try:
+                stamped = float(str(message.get("Timestamp", "")))
+            except ValueError:
+                return
+            metrics.observe_ami_event_lag(server, time.time() - stamped)
+
+        return meter
+
     def _agent_session(self, message: Message) -> None:
         """`DialerAgentSession` user events tell the hub whether an agent's channel is up."""
         if message.get("Event") != "UserEvent" or message.get("UserEvent") != "DialerAgentSession":
@@ -109,6 +128,9 @@ class DialingRuntime:
     async def start(self, _app: web.Application) -> None:
         for server in self.pool.servers:
             server.connection.listeners.append(self._agent_session)
+            server.connection.listeners.append(self._lag_meter(server.name))
+            server.connection.state_listeners.append(self._up_meter(server.name))
+            metrics.set_ami_up(server.name, False)
         await self.pool.start()
         sessions = self.app[auth.SESSIONS_KEY]
         telephony = PoolTelephony(self.pool)

@@ -366,17 +366,18 @@ class Engine:
             # Compliance, order and caller ID are rebuilt only when the campaign changed.
             run.options, run.options_version = self.options_for(view), view.updated_at
         opts = run.options
-        async with self.sessions.begin() as s:
-            result = await claim_phones(
-                s,
-                view.id,
-                count,
-                now,
-                opts.rule,
-                order=opts.order,
-                caller_id=view.caller_id,
-                caller_id_for=opts.caller_id_for,
-            )
+        with metrics.timed_db_write("claim"):
+            async with self.sessions.begin() as s:
+                result = await claim_phones(
+                    s,
+                    view.id,
+                    count,
+                    now,
+                    opts.rule,
+                    order=opts.order,
+                    caller_id=view.caller_id,
+                    caller_id_for=opts.caller_id_for,
+                )
         for claimed in result.claimed:
             self.calls[claimed.attempt_id] = Call(claimed.attempt_id, view.id, mono)
         if result.blocked:
@@ -572,17 +573,18 @@ class Engine:
         run = self.runs.get(call.campaign_id) if call else None
         rules = run.rules if run else RetryRules()
         abandoned = bool(call and call.abandoned)
-        async with self.sessions.begin() as s:
-            closed = await attempts.close(
-                s,
-                attempt_id,
-                outcome,
-                at,
-                rules,
-                abandoned=abandoned,
-                hangup_cause=hangup_cause,
-                dial_status=dial_status,
-            )
+        with metrics.timed_db_write("close_attempt"):
+            async with self.sessions.begin() as s:
+                closed = await attempts.close(
+                    s,
+                    attempt_id,
+                    outcome,
+                    at,
+                    rules,
+                    abandoned=abandoned,
+                    hangup_cause=hangup_cause,
+                    dial_status=dial_status,
+                )
         if closed and call is not None:
             metrics.record_outcome(call.campaign_id, outcome)
             if abandoned:

@@ -145,6 +145,8 @@ class AmiConnection:
         self.on_event = on_event
         # Further readers of the same events (e.g. the agents' session events), after on_event.
         self.listeners: list[Callable[[Message], None]] = []
+        # Told True after each login and False when the session ends (e.g. the up/down metric).
+        self.state_listeners: list[Callable[[bool], None]] = []
         self._on_up = on_up
         self._on_down = on_down
         self._manager: _Manager | None = None
@@ -189,6 +191,8 @@ class AmiConnection:
             self._up = True
             self.sessions += 1
             log.info("AMI %s: logged in", self.name, extra={"server": self.name})
+            for tell in self.state_listeners:
+                tell(True)
             pinger = asyncio.create_task(self._keep_alive(), name=f"ami-ping-{self.name}")
             try:
                 if self._on_up is not None:
@@ -209,6 +213,9 @@ class AmiConnection:
                 was_up = self._up
                 self._up = False
                 self._teardown()
+                if was_up:
+                    for tell in self.state_listeners:
+                        tell(False)
                 if was_up and self._on_down is not None:
                     self._on_down(self.last_error or "connection lost")
             if not self._closing:

@@ -1,7 +1,8 @@
 """The service as `dialer serve` builds it, with Asterisk configured: an agent logs in over the real
 websocket, their phone is called into the holding bridge, they go ready, the engine dials a real
 (simulated-PSTN) debtor who answers, the call is bridged into the agent's channel with the screen
-pop, the agent hangs up from the desktop protocol and records a disposition that is committed.
+pop, the agent records a promise and hangs up from the desktop protocol, the disposition is
+committed, and /metrics shows the AMI link, the socket, the promise and the database writes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from decimal import Decimal
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +60,17 @@ async def ask(ws: aiohttp.ClientWebSocketResponse, message: Msg, kind: str) -> M
             data: Msg = json.loads((await ws.receive()).data)
             if data.get("re") == message["id"] and data["type"] in (kind, "error"):
                 return data
+
+
+async def scrape(client: TestClient[web.Request, web.Application]) -> dict[str, float]:
+    """Every sample of GET /metrics summed by name (this test's process runs one campaign)."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(await response.text()):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
 
 
 async def test_an_agent_takes_a_real_call_through_the_service(
@@ -114,6 +128,17 @@ async def test_an_agent_takes_a_real_call_through_the_service(
         call = pop["call"]
         assert isinstance(call, dict) and isinstance(pop["pop"], dict)
         assert pop["pop"]["account"]["external_ref"] == "SERVE-1"  # type: ignore[index]
+        promise = {"type": "ptp", "id": "p1", "call_id": call["call_id"], "amount": "150.25"}
+        promise["date"] = (dt.date.today() + dt.timedelta(days=5)).isoformat()
+        assert (await ask(ws, promise, "ack"))["type"] == "ack"
+        # What Prometheus would scrape while the agent is connected.
+        live = await scrape(client)
+        assert live["dialer_ami_up"] == 1.0
+        assert live["dialer_websocket_connections"] == 1.0
+        assert live["dialer_promises_to_pay_total"] >= 1.0
+        assert live["dialer_promised_amount_total"] >= 150.25
+        assert live["dialer_ami_event_lag_seconds_count"] > 0
+        assert live["dialer_db_write_duration_seconds_count"] > 0
         hung = await ask(ws, {"type": "hangup", "id": "h1", "call_id": call["call_id"]}, "ack")
         assert hung["type"] == "ack", hung
         state = await recv(ws, "state", 15)
