@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -107,7 +108,13 @@ async def seed(
     accounts: int = 300,
     agents: int = 10,
     rng_seed: int = 7,
+    *,
+    numbers: Callable[[], str] | None = None,
+    agent_endpoint: Callable[[int], str] | None = None,
 ) -> Seeded:
+    """`numbers` draws each debtor's one phone number instead of the fake national ones (the
+    real testbed's numbering plan, where the number decides what the debtor does);
+    `agent_endpoint(i)` is agent i's phone (default `Local/agentNN@dialer-agent`)."""
     rng = random.Random(rng_seed)
     profile, zone, prefix, currency = open_region(now)
     campaign = Campaign(
@@ -115,7 +122,18 @@ async def seed(
         dial_mode="predictive",
         state=CampaignState.RUNNING.value,
         compliance_profile=profile,
-        pacing={"target_abandon": 0.025},
+        # The predictive policy's priors match the demo's debtors (dialer.demo.run) so that it
+        # leaves its progressive warm-up with sensible guesses; the 3% cap is the default.
+        pacing={
+            "prior_contact_rate": 0.3,
+            "prior_answer_s": 5.0,
+            "prior_talk_s": 15.0,
+            "prior_wrap_s": 4.0,
+            # A shorter progressive warm-up than a shift's: the demo lasts two minutes.
+            "warmup_attempts": 30,
+            "warmup_live": 8,
+            "warmup_handles": 5,
+        },
         caller_id="+15005550006",
         abandon_limit_s=2.0,
         wrap_up_limit_s=60,
@@ -139,7 +157,7 @@ async def seed(
                 name=f"Demo Agent {i}",
                 password_hash=password_hash,
                 role=Role.AGENT.value,
-                endpoint=f"Local/agent{i:02d}@dialer-agent",
+                endpoint=agent_endpoint(i) if agent_endpoint else f"Local/{login}@dialer-agent",
             )
         )
     session.add(
@@ -177,6 +195,10 @@ async def seed(
             )
             for k, kind in enumerate(["mobile", "home"][: rng.choice([1, 1, 2])], start=1)
         ]
+        if numbers is not None:
+            account.phones = [
+                Phone(number=numbers(), phone_type="mobile", priority=1, time_zone=zone)
+            ]
         session.add(account)
         await session.flush()
         if rng.random() < 0.3:

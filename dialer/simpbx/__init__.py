@@ -9,6 +9,7 @@ from dialer.simpbx.behaviour import (
     Fate,
     FateMix,
     RandomDebtors,
+    ScenarioDebtors,
     TestbedNumbers,
 )
 from dialer.simpbx.server import PlacedCall, SimPbx
@@ -20,6 +21,7 @@ __all__ = [
     "FateMix",
     "PlacedCall",
     "RandomDebtors",
+    "ScenarioDebtors",
     "SimPbx",
     "TestbedNumbers",
 ]

@@ -1,7 +1,8 @@
 """What a simulated debtor does when the simulated PBX dials them: the pluggable behaviour model.
 
 `TestbedNumbers` mirrors the real testbed's simulated PSTN (asterisk_conf/testbed); `RandomDebtors`
-draws fates from campaign-like probabilities for benchmarks and the demo.
+draws fates from campaign-like probabilities for benchmarks; `ScenarioDebtors` (the demo's) draws
+them from the pacing simulator's debtor model.
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ from __future__ import annotations
 import enum
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+
+from pacing.scenario import Distribution, Scenario
 
 
 class Fate(enum.StrEnum):
@@ -135,3 +141,46 @@ class RandomDebtors:
             talk_seconds=self._rng.uniform(*self._talk),
             amd_seconds=self._rng.uniform(1.5, 4.0),
         )
+
+
+class ScenarioDebtors:
+    """Debtors drawn from the pacing simulator's model (`pacing.scenario.Scenario`): the contact
+    rate decides who answers, `answer_time` how long they ring, `machine_share` and
+    `amd_machine_accuracy` which answers are machines (a machine AMD misses reaches an agent as
+    a person, as in the simulator), and `talk_time` how long a person stays on the line.
+
+    A dial nobody answers ends after `no_answer_time`: busy when that is short, else it rings out
+    at the PBX's ring timeout. `patience` stretches the person's stay on the line so that the
+    agent, who draws from the same `talk_time`, usually ends the conversation.
+    """
+
+    def __init__(self, scenario: Scenario, *, seed: int = 7, patience: float = 2.0) -> None:
+        self.scenario = scenario
+        self.patience = patience
+        self._rng = np.random.default_rng(seed)
+        self._start = time.monotonic()
+
+    def _draw(self, dist: Distribution) -> float:
+        return max(0.0, float(dist.sample(self._rng, 1)[0]))
+
+    def behaviour(self, number: str) -> Behaviour:
+        sc = self.scenario
+        hour = (time.monotonic() - self._start) / 3600.0
+        if self._rng.random() >= sc.contact_rate(hour):
+            give_up = self._draw(sc.no_answer_time)
+            if give_up < 10.0:
+                return Behaviour(Fate.BUSY, ring_seconds=give_up)
+            return Behaviour(Fate.NO_ANSWER, ring_seconds=give_up)
+        ring = self._draw(sc.answer_time)
+        amd = sc.amd_delay_s
+        if self._rng.random() < sc.machine_share:
+            talk = self._draw(sc.machine_talk_time)
+            if self._rng.random() < sc.amd_machine_accuracy:
+                return Behaviour(
+                    Fate.MACHINE, ring_seconds=ring, talk_seconds=talk, amd_seconds=amd
+                )
+            return Behaviour(
+                Fate.HUMAN, ring_seconds=ring, talk_seconds=amd + talk, amd_seconds=amd
+            )
+        talk = amd + self.patience * self._draw(sc.talk_time)
+        return Behaviour(Fate.HUMAN, ring_seconds=ring, talk_seconds=talk, amd_seconds=amd)

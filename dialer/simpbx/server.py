@@ -5,7 +5,9 @@ It owns simulated channels and calls: Originate plays out the shipped dialplan's
 What it implements (enough for `dialer.telephony`, not a general Asterisk):
 - AMI login (one user), Ping, Logoff, Events, Filter (regex on the event text, as Asterisk's
   legacy filters), Originate (async; to `Local/<number>@dialer-outbound/n` plays a debtor call,
-  with `Application` it makes a plain up channel, e.g. a supervisor's ChanSpy), Redirect (to
+  with `Application` it makes a plain up channel, e.g. a supervisor's ChanSpy; into
+  `dialer-agent-session` it is an agent's phone in the holding bridge, with the dialplan's
+  DialerAgentSession login/holding/logout UserEvents), Redirect (to
   `dialer-connect,<agent>` or `dialer-safe-harbor`), Hangup, CoreShowChannels, Setvar, Getvar,
   MixMonitor, StopMixMonitor, UserEvent.
 - The events Asterisk 22 sends for such a call with the shipped dialplan and
@@ -65,6 +67,7 @@ class SimChannel:
     created: float = field(default_factory=time.monotonic)
     bridge: str = ""
     call: SimCall | None = None
+    agent_session: bool = False  # an agent's phone originated into dialer-agent-session
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class SimCall:
     redirect: asyncio.Future[tuple[str, str]] | None = None
     awaiting_since: float = 0.0
     task: asyncio.Task[None] | None = None
+    agent: SimChannel | None = None  # the agent's session channel once connected
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +486,8 @@ class SimPbx:
             if call.task is not None:
                 call.task.cancel()
             self._end_call(call, cause)
+        elif ch.agent_session:
+            self._agent_logout(ch, cause)
         else:
             self._hangup(ch, cause)
 
@@ -534,6 +540,14 @@ class SimPbx:
             ch1.call = call
             self.placed.append(PlacedCall(aid, channel_id, number, call.attempt))
             call.task = self._spawn(self._run_call(call, str(fields.get("otherchannelid", ""))))
+        elif str(fields.get("context", "")) == "dialer-agent-session":
+            agent = variables.get("DIALER_AGENT", "")
+            if not agent:
+                self._reply(session, aid, False, "Originate failed: DIALER_AGENT is not set")
+                return
+            ch = self._agent_session(agent, channel_id, variables)
+            self.placed.append(PlacedCall(aid, channel_id, channel, ""))
+            self._spawn(self._originate_response(aid, ch, ok=True))
         else:
             # A supervisor's phone running ChanSpy, or any plain channel: answered at once.
             tech = channel.split("/", 1)[0] or "PJSIP"
@@ -689,11 +703,11 @@ class SimPbx:
             self._user_event(call, "DialerConnecting", Agent=decision[1], AgentChannel=agent.name)
             call.stage = "connected"
             agent_bridge = f"sim-agent-bridge-{next(self._seq)}"
+            call.agent = agent
             self._bridge_enter(agent, agent_bridge)
             self._bridge_enter(ch1, agent_bridge)
             await self._sleep(max(0.0, talk_left))
             self._bridge_leave(ch1)
-            self._bridge_leave(agent)
             self._end_call(call, "16")
             return
         call.stage = "safe-harbor"
@@ -732,9 +746,57 @@ class SimPbx:
                     HangupCause=cause,
                 )
             self._bridge_leave(call.local1)
+            self._agent_back_to_hold(call)
             self._hangup(call.local1, cause)
             if not call.answered:
                 self._originate_event(call.action_id, call.local1, False, REASON_HANGUP)
+
+    def _agent_session(self, agent: str, channel_id: str, variables: dict[str, str]) -> SimChannel:
+        """The agent's phone answers into `[dialer-agent-session]` and waits in the holding bridge,
+        reporting `DialerAgentSession` login then holding, as the shipped dialplan does."""
+        name = f"PJSIP/agent{agent}-session"
+        old = self.channels.get(name)
+        if old is not None:
+            self._agent_logout(old, "16")
+        ch = self._new_channel(
+            name, channel_id, channel_id, "dialer-agent-session", "login", dict(variables)
+        )
+        ch.variables["DIALER_AGENT"] = agent
+        ch.agent_session = True
+        self._set_state(ch, UP)
+        self._agent_event(ch, "login")
+        self._agent_event(ch, "holding")
+        return ch
+
+    def _agent_event(self, ch: SimChannel, state: str) -> None:
+        out: dict[str, str] = {
+            "Event": "UserEvent",
+            "Privilege": "user,all",
+            "Timestamp": f"{self.clock():.6f}",
+            **self._chan(ch),
+            "UserEvent": "DialerAgentSession",
+            "Agent": ch.variables.get("DIALER_AGENT", ""),
+            "State": state,
+            "AgentChannel": ch.name,
+        }
+        self._broadcast(out)
+
+    def _agent_logout(self, ch: SimChannel, cause: str) -> None:
+        if ch.name not in self.channels:
+            return
+        self._bridge_leave(ch)
+        self._agent_event(ch, "logout")
+        self._hangup(ch, cause)
+
+    def _agent_back_to_hold(self, call: SimCall) -> None:
+        """After a connected call the agent's channel returns to the holding bridge."""
+        agent, call.agent = call.agent, None
+        if agent is not None and agent.name in self.channels:
+            self._bridge_leave(agent)
+            if agent.agent_session:
+                # Only a real session reports; capture mode's stand-in agent stays silent.
+                agent.context, agent.exten = "dialer-agent-session", "hold"
+                self._agent_event(agent, "holding")
 
     def _agent_channel(self, agent: str) -> SimChannel:
         name = f"PJSIP/agent{agent}-session"
