@@ -18,10 +18,10 @@ install: $(STAMP)
 test-deps:
 	scripts/install-test-deps
 
-# Until the demo issue lands: migrate the embedded database and start the service.
+# The self-contained demo: embedded SQLite, simulated PBX over real AMI, ten agents, a report.
+# e.g. make demo DEMO_ARGS="--duration 30 --headless"
 demo: install
-	$(BIN)/dialer migrate
-	$(BIN)/dialer serve
+	$(BIN)/dialer demo $(DEMO_ARGS)
 
 serve: install
 	$(BIN)/dialer serve
