@@ -460,6 +460,12 @@ class Engine:
         call.stage = CallStage.ANSWERED_WAITING
         call.answered = self.mono()
         metrics.record_answered_live(call.campaign_id)
+        # Route first: the debtor is waiting, and the 2-second clock runs from the answer. The
+        # stamp below records the event's time (taken when telephony received it), so writing it
+        # after the router started changes nothing in the record.
+        call.routing = asyncio.create_task(self._route(call), name=f"route-{call.attempt_id}")
+        self._tasks.add(call.routing)
+        call.routing.add_done_callback(self._tasks.discard)
         async with self.sessions.begin() as s:
             await attempts.stamp(
                 s,
@@ -468,9 +474,6 @@ class Engine:
                 amd_result=event.amd_result,
                 amd_cause=event.amd_cause,
             )
-        call.routing = asyncio.create_task(self._route(call), name=f"route-{call.attempt_id}")
-        self._tasks.add(call.routing)
-        call.routing.add_done_callback(self._tasks.discard)
 
     def agent_ready(self, campaign_id: int) -> None:
         """The hub tells the router an agent of the campaign became ready."""
@@ -498,6 +501,11 @@ class Engine:
                         self.telephony.bridge(call.attempt_id, agent),
                         self.agents.connected(agent.agent_id, call.attempt_id),
                     )
+                except asyncio.CancelledError:
+                    # The safe harbor started meanwhile (the dialplan's own clock): free the agent.
+                    if not call.bridged:
+                        await asyncio.shield(self.agents.unreserve(agent.agent_id))
+                    raise
                 except Exception:
                     log.exception("bridge failed", extra={"attempt_id": call.attempt_id})
                     await self.agents.unreserve(agent.agent_id)

@@ -6,6 +6,7 @@ channel variables that the shipped dialplan reads (asterisk_conf/extensions.conf
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -113,15 +114,40 @@ class PoolTelephony:
         return live
 
     async def pump(self, deliver: Callable[[CallEvent], Awaitable[None]]) -> None:
-        """Hand the pool's events to the engine in order, forever (cancel to stop)."""
-        while True:
-            event = await self.pool.events.get()
-            mapped = to_engine_event(event)
-            if mapped is None:
-                continue
+        """Hand the pool's events to the engine forever (cancel to stop): in order per call, and
+        calls side by side, so that a live answer never waits behind another call's database
+        writes (the answer -> agent latency is measured in benchmarks/bridge_latency.py)."""
+        last: dict[int, asyncio.Task[None]] = {}
+
+        async def one(event: CallEvent, before: asyncio.Task[None] | None) -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
             try:
-                await deliver(mapped)
+                await deliver(event)
             except Exception:
                 log.exception(
-                    "engine failed on a call event", extra={"attempt_id": mapped.attempt_id}
+                    "engine failed on a call event", extra={"attempt_id": event.attempt_id}
                 )
+
+        attempt_of_task: dict[asyncio.Task[None], int] = {}
+
+        def forget(task: asyncio.Task[None]) -> None:
+            aid = attempt_of_task.pop(task)
+            if last.get(aid) is task:
+                del last[aid]
+
+        try:
+            while True:
+                event = await self.pool.events.get()
+                mapped = to_engine_event(event)
+                if mapped is None:
+                    continue
+                aid = mapped.attempt_id
+                task = asyncio.create_task(one(mapped, last.get(aid)), name=f"call-event-{aid}")
+                last[aid], attempt_of_task[task] = task, aid
+                task.add_done_callback(forget)
+        finally:
+            pending = list(last.values())
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -342,7 +342,9 @@ class CallTracker:
         call.legs.discard(uid)
         self._by_uid.pop(uid, None)
         cause = store.get("cause")
-        if cause is not None and cause[1].isdigit():
+        # Cause 0 means "not set" (a leg torn down by its partner): it never hides a real cause
+        # (e.g. 1, unallocated number) reported by another leg of the same call.
+        if cause is not None and cause[1].isdigit() and int(cause[1]) != 0:
             answered = _RANK[call.state] >= _RANK[CallState.ANSWERED]
             # Unanswered: the first leg to go (the trunk) says why; answered: the ;1 half.
             if (not answered and call.hangup_cause is None) or (
