@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -20,7 +17,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
@@ -44,12 +40,11 @@ from dialer.store.models import (
     Phone,
     PromiseToPay,
 )
-from tests.fixtures.postgres import _clean, _free_port, unavailable
+from tests.browser.chromium import headless_chrome
+from tests.fixtures.postgres import _clean, _free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 T = TypeVar("T")
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery"
 
@@ -180,31 +175,8 @@ async def promises(server: LiveServer) -> list[tuple[Decimal, dt.date]]:
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        unavailable("Debian chromium/chromedriver missing: run scripts/install-browser")
-    profile = tempfile.mkdtemp(prefix="dialer-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        "--lang=es",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager never runs, nothing is downloaded.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
+    with headless_chrome("es") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
