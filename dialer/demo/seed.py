@@ -81,6 +81,8 @@ REGIONS = [
     ("US", "Pacific/Honolulu", 8, 21, False, "+1808555", "USD"),
     ("US", "Pacific/Guam", 8, 21, False, "+1671555", "USD"),
 ]
+# The desktop's language for the seeded agents and supervisor: the region's own.
+LANGUAGES = {"MX": "es", "ES": "es", "CO": "es", "US": "en", "UK": "en"}
 BUCKET_DAYS = [(0, 0), (1, 30), (31, 60), (61, 90), (91, 120), (121, 400)]
 DEMO_PASSWORD = "demo-agent-pass"
 
@@ -158,6 +160,7 @@ async def seed(
                 password_hash=password_hash,
                 role=Role.AGENT.value,
                 endpoint=agent_endpoint(i) if agent_endpoint else f"Local/{login}@dialer-agent",
+                language=LANGUAGES.get(profile, "en"),
             )
         )
     session.add(
@@ -166,6 +169,7 @@ async def seed(
             name="Demo Supervisor",
             password_hash=password_hash,
             role=Role.SUPERVISOR.value,
+            language=LANGUAGES.get(profile, "en"),
         )
     )
     await session.flush()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dialer import auth
 from dialer.demo.seed import DEMO_PASSWORD, REGIONS, open_region, seed
 from dialer.store.db import make_sessionmaker
-from dialer.store.models import Account, AgingBucket, CampaignAccount, Phone
+from dialer.store.models import Account, Agent, AgingBucket, CampaignAccount, Phone
 
 pytestmark = pytest.mark.postgres
 
@@ -34,6 +34,24 @@ async def test_seed_spreads_accounts_over_every_bucket_with_agents_who_can_log_i
     assert len(phones) == len(set(phones)), "no two debtors share a number"
     logged = await auth.login(sessions, seeded.agent_logins[0], DEMO_PASSWORD, now)
     assert logged is not None and logged[1].role == "agent"
+
+
+@pytest.mark.parametrize(
+    ("hour", "profile", "language"),
+    # A Tuesday: 10:00 in Mexico City; 18:00 in Honolulu (Mexico's window is shut); 11:00 in Madrid
+    [(16, "MX", "es"), (4, "US", "en"), (10, "ES", "es")],
+)
+async def test_seeded_desktops_speak_the_region_s_language(
+    engine: AsyncEngine, hour: int, profile: str, language: str
+) -> None:
+    sessions = make_sessionmaker(engine)
+    now = dt.datetime(2026, 11, 24, hour, 0, tzinfo=dt.UTC)
+    async with sessions.begin() as s:
+        seeded = await seed(s, now, accounts=6, agents=2)
+    async with sessions() as s:
+        languages = set((await s.execute(select(Agent.language))).scalars())
+    assert seeded.profile == profile
+    assert languages == {language}
 
 
 @pytest.mark.parametrize("day", [23, 28, 29])  # Monday, Saturday, Sunday
