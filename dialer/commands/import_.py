@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from dialer.errors import UserError
 from dialer.importer.columns import load_mapping
-from dialer.importer.load import ImportOptions, import_file
+from dialer.importer.load import BATCH_ROWS, ImportOptions, import_file
 from dialer.importer.parse import ParseOptions
 from dialer.settings import load_settings
 from dialer.store.db import make_engine
@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--encoding", default="utf-8-sig")
     p.add_argument("--mapping", metavar="FILE", help="TOML: [columns] field = 'Header', ...")
     p.add_argument("--rejects", metavar="FILE", help="default: FILE.rejects.csv")
-    p.add_argument("--batch", type=int, default=2000, help="rows per commit (default 2000)")
+    p.add_argument(
+        "--batch", type=int, default=BATCH_ROWS, help=f"rows per commit (default {BATCH_ROWS})"
+    )
     p.add_argument(
         "--workers", type=int, default=0,
         help="processes that parse rows while this one writes (default 0: parse inline)",

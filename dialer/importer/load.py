@@ -1,7 +1,8 @@
 """Streaming account import: read a CSV row by row, commit good rows in batches, reject bad ones.
 
-Memory stays flat: only one batch of records is held at a time. Accounts are upserted by
-(source, external_ref) and phones by (account, number), so importing a file again changes nothing.
+Memory stays flat: at most two batches of records are held (one being written while the next is
+read). Accounts are upserted by (source, external_ref) and phones by (account, number), so
+importing a file again changes nothing. The SQL lives in dialer.store.account_import.
 """
 
 from __future__ import annotations
@@ -19,24 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Text, cast, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.errors import UserError
 from dialer.importer.columns import ColumnMap, Mapping_, resolve
 from dialer.importer.parse import AccountRecord, ParseOptions, Problem, RowParser
-from dialer.store.models import Account, Campaign, CampaignAccount, Phone
+from dialer.store.account_import import write_accounts
+from dialer.store.models import Campaign
 
-BATCH_ROWS = 2000
+BATCH_ROWS = 5_000
 PARSE_CHUNK = 1000
 csv.field_size_limit(1 << 20)
 Progress = Callable[[int, int], None]  # (rows read, bytes read)
-# Columns a re-import may change; an identical row leaves the account (and updated_at) untouched.
-_UPDATABLE = (
-    "name", "balance", "currency", "days_past_due", "aging_bucket", "time_zone", "jurisdiction",
-    "cease_communication", "attorney_represented",
-)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -111,114 +107,6 @@ def _rows(stream: IO[bytes], options: ImportOptions) -> tuple[list[str], Any, _C
     return header, csv.reader(text, delimiter=delimiter), counter
 
 
-def _upsert_accounts(
-    dialect: str, source: str, records: list[AccountRecord], now: dt.datetime
-) -> Any:
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Account)
-    excluded = ins.excluded
-    changed = or_(
-        *(getattr(Account, c).is_distinct_from(getattr(excluded, c)) for c in _UPDATABLE),
-        cast(Account.custom_fields, Text).is_distinct_from(cast(excluded.custom_fields, Text)),
-    )
-    stmt = ins.on_conflict_do_update(
-        index_elements=[Account.source, Account.external_ref],
-        set_={
-            **{c: getattr(excluded, c) for c in _UPDATABLE},
-            "custom_fields": excluded.custom_fields,
-            "updated_at": now,
-        },
-        where=changed,
-    ).returning(Account.id, Account.external_ref)
-    rows = [
-        {
-            "source": source,
-            "external_ref": r.external_ref,
-            "name": r.name,
-            "balance": r.balance,
-            "currency": r.currency,
-            "days_past_due": r.days_past_due,
-            "aging_bucket": r.aging_bucket,
-            "time_zone": r.time_zone,
-            "jurisdiction": r.jurisdiction,
-            "cease_communication": r.cease_communication,
-            "attorney_represented": r.attorney_represented,
-            "custom_fields": r.custom_fields,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for r in records
-    ]
-    return stmt, rows
-
-
-async def _write_batch(
-    conn: AsyncConnection,
-    options: ImportOptions,
-    batch: dict[str, AccountRecord],
-    report: ImportReport,
-    now: dt.datetime,
-) -> None:
-    dialect = conn.dialect.name
-    refs = list(batch)
-    if dialect == "postgresql":
-        # asyncpg prepares statements; after a few runs Postgres switches to a generic plan made
-        # while the table was nearly empty (a sequential scan) and keeps it as the table grows.
-        await conn.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
-    found = await conn.execute(
-        select(Account.external_ref, Account.id).where(
-            Account.source == options.source, Account.external_ref.in_(refs)
-        )
-    )
-    existing = {ref: acc_id for ref, acc_id in found}
-    stmt, rows = _upsert_accounts(dialect, options.source, list(batch.values()), now)
-    written = {ref: acc_id for acc_id, ref in await conn.execute(stmt, rows)}
-    report.accounts_created += sum(1 for ref in written if ref not in existing)
-    report.accounts_updated += sum(1 for ref in written if ref in existing)
-    report.accounts_unchanged += sum(1 for ref in refs if ref in existing and ref not in written)
-    ids = {**existing, **written}
-    phones = [
-        {
-            "account_id": ids[ref],
-            "number": p.number,
-            "phone_type": p.phone_type,
-            "priority": p.priority,
-            "time_zone": p.time_zone,
-            "valid": True,
-            "dnc": False,
-            "created_at": now,
-        }
-        for ref, record in batch.items()
-        for p in record.phones
-    ]
-    pins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Phone)
-    added = await conn.execute(
-        pins.on_conflict_do_nothing(index_elements=[Phone.account_id, Phone.number]).returning(
-            Phone.id
-        ),
-        phones,
-    )
-    report.phones_added += len(added.all())
-    if options.campaign_id is not None:
-        mins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CampaignAccount)
-        members = await conn.execute(
-            mins.on_conflict_do_nothing(
-                index_elements=[CampaignAccount.campaign_id, CampaignAccount.account_id]
-            ).returning(CampaignAccount.account_id),
-            [
-                {
-                    "campaign_id": options.campaign_id,
-                    "account_id": ids[ref],
-                    "state": "active",
-                    "priority": 0,
-                    "attempts": 0,
-                    "added_at": now,
-                }
-                for ref in refs
-            ],
-        )
-        report.memberships_added += len(members.all())
-
-
 class RejectsWriter:
     """The rejects CSV: one line per problem, with the file's line number, column and reason."""
 
@@ -278,6 +166,9 @@ async def import_accounts(
         if options.workers > 0
         else _parse_here(reader, parser)
     )
+    # One batch is written while the next is parsed: the database (SQLite's thread, the
+    # Postgres server) works on the other core. At most one write is in flight, in file order.
+    writing: asyncio.Task[None] | None = None
     try:
         try:
             async for line, record, problems in parsed:
@@ -296,17 +187,28 @@ async def import_accounts(
                     else:
                         batch[record.external_ref] = record
                 if len(batch) >= options.batch_rows:
-                    await _commit(engine, options, batch, report, now())
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(_commit(engine, options, batch, report, now()))
                     batch = {}
                     if progress:
                         progress(report.rows, counter.count)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise UserError(f"line {reader.line_num + 1}: unreadable CSV: {exc}") from exc
+        if writing is not None:
+            await writing
         if batch:
             await _commit(engine, options, batch, report, now())
         if progress:
             progress(report.rows, counter.count)
+    except asyncio.CancelledError:
+        if writing is not None:
+            writing.cancel()
+        raise
     finally:
+        if writing is not None and not writing.done():
+            # A batch handed over before an error still commits: its rows were good.
+            await asyncio.gather(writing, return_exceptions=True)
         await parsed.aclose()
         out.close()
     return report
@@ -317,15 +219,17 @@ Parsed = tuple[int, AccountRecord | None, list[Problem]]
 
 def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
     for row in reader:
-        if any(v.strip() for v in row):  # blank lines are not rows
+        if "".join(row).strip():  # blank lines are not rows
             # Physical line number: the header is line 1; quoted fields may span lines.
             yield reader.line_num + 1, row
 
 
 async def _parse_here(reader: Any, parser: RowParser) -> AsyncGenerator[Parsed, None]:
-    for line, row in _numbered(reader):
+    for n, (line, row) in enumerate(_numbered(reader)):
         record, problems = parser.parse(row)
         yield line, record, problems
+        if n % 32 == 0:
+            await asyncio.sleep(0)  # let the batch being written take its next step
 
 
 _worker_parser: RowParser | None = None
@@ -379,7 +283,15 @@ async def _commit(
     now: dt.datetime,
 ) -> None:
     async with engine.begin() as conn:
-        await _write_batch(conn, options, batch, report, now)
+        counts = await write_accounts(
+            conn, list(batch.values()), source=options.source, campaign_id=options.campaign_id,
+            now=now,
+        )  # fmt: skip
+    report.accounts_created += counts.accounts_created
+    report.accounts_updated += counts.accounts_updated
+    report.accounts_unchanged += counts.accounts_unchanged
+    report.phones_added += counts.phones_added
+    report.memberships_added += counts.memberships_added
 
 
 async def import_file(

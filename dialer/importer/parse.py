@@ -7,13 +7,17 @@ debtor's time zone from its column or, when unambiguous, from the phone number.
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
+from phonenumbers import tzdata as phone_tzdata
+from phonenumbers.phonemetadata import PhoneNumberDesc
 
 from dialer.compliance.profiles import available_profiles
 from dialer.compliance.zones import UNKNOWN_ZONE, valid_zone
@@ -26,6 +30,9 @@ _FALSE = {"", "0", "false", "no", "n", "falso"}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _LIMITS = {"external_ref": 128, "name": 200}
 _NANP_REGIONS = frozenset(phonenumbers.region_codes_for_country_code(1))
+# The stdlib's regex parser, to read phonenumbers' metadata patterns (see _nanp_prefix_lengths).
+_sre: Any = importlib.import_module("re._constants")
+_sre_parse: Any = importlib.import_module("re._parser").parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,115 @@ class ParseOptions:
 _NANP_PUNCT = str.maketrans("", "", " ()-.")
 
 
+# Validity and candidate zones of a North American number depend only on its first digits: every
+# metadata pattern ends in "any digit" runs and the zone table keys are short prefixes. So the
+# answer is computed once per prefix by phonenumbers itself and reused; how many digits a prefix
+# needs is derived from the metadata below (6, 7 for area codes such as 246 and 876), so a
+# metadata upgrade that needs more digits makes the prefix longer instead of the answer wrong.
+_NANP_LENGTH = 10
+
+
+def _any_digit_width(op: object, av: Any) -> tuple[int, bool] | None:
+    """(width, fixed) when the regex item matches only runs of arbitrary digits, else None."""
+    if op is _sre.IN and av in ([(_sre.CATEGORY, _sre.CATEGORY_DIGIT)], [(_sre.RANGE, (48, 57))]):
+        return 1, True
+    if op is _sre.MAX_REPEAT or op is _sre.MIN_REPEAT:
+        low, high, sub = av
+        if len(sub.data) == 1 and _any_digit_width(*sub.data[0]) == (1, True):
+            return low, low == high
+    return None
+
+
+def _paths(items: Any, limit: int = 50_000) -> list[list[tuple[object, Any]]]:
+    """Every alternative of a parsed regex as a flat item sequence (groups and branches opened)."""
+    paths: list[list[tuple[object, Any]]] = [[]]
+    for op, av in items:
+        if op is _sre.SUBPATTERN:
+            subs = _paths(av[-1].data, limit)
+        elif op is _sre.BRANCH:
+            subs = [p for alt in av[1] for p in _paths(alt.data, limit)]
+        else:
+            subs = [[(op, av)]]
+        paths = [p + s for p in paths for s in subs]
+        if len(paths) > limit:
+            raise ValueError("pattern too large to analyse")
+    return paths
+
+
+def _digits_needed(pattern: str) -> dict[str, int]:
+    """For a full-match pattern over 10-digit numbers: how many leading digits decide the match,
+    per 3-digit literal prefix ("" for paths that do not start with one)."""
+    needed: dict[str, int] = {}
+    for path in _paths(_sre_parse(pattern).data):
+        tail = 0
+        for op, av in reversed(path):
+            run = _any_digit_width(op, av)
+            if run is None:
+                break
+            tail += run[0]
+            if not run[1]:
+                break
+        lead = ""
+        for op, av in path[:3]:
+            if op is not _sre.LITERAL:
+                break
+            lead += chr(av)
+        key = lead if len(lead) == 3 else ""
+        needed[key] = max(needed.get(key, 0), _NANP_LENGTH - tail)
+    return needed
+
+
+def _nanp_prefix_lengths() -> tuple[int, dict[str, int]]:
+    """(digits every NANP number needs, longer needs per area code)."""
+    base = max(len(k) - 1 for k in phone_tzdata.TIMEZONE_DATA if k.startswith("1"))
+    deep: dict[str, int] = {}
+    try:
+        for region in _NANP_REGIONS:
+            metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            if metadata is None:
+                return _NANP_LENGTH, {}
+            if metadata.leading_digits:
+                base = max(base, _sre_parse(metadata.leading_digits).getwidth()[1])
+            for desc in vars(metadata).values():
+                if isinstance(desc, PhoneNumberDesc) and desc.national_number_pattern:
+                    for lead, n in _digits_needed(desc.national_number_pattern).items():
+                        if lead:
+                            deep[lead] = max(deep.get(lead, 0), n)
+                        else:
+                            base = max(base, n)
+    except (ValueError, TypeError):
+        return _NANP_LENGTH, {}
+    return min(base, _NANP_LENGTH), {k: min(n, _NANP_LENGTH) for k, n in deep.items() if n > base}
+
+
+_NANP_PREFIX, _NANP_DEEP_PREFIX = _nanp_prefix_lengths()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _nanp_facts(prefix: str, region: str) -> tuple[str, ...] | None:
+    """Candidate zones of the NANP numbers starting with `prefix`; None when they are invalid
+    for `region`."""
+    sample = phonenumbers.PhoneNumber(
+        country_code=1, national_number=int(prefix.ljust(_NANP_LENGTH, "0"))
+    )
+    return _facts(sample, region)
+
+
+def _facts(parsed: phonenumbers.PhoneNumber, region: str) -> tuple[str, ...] | None:
+    # Checking the default region first is cheap; the general check walks every region of the
+    # country code (25 for +1).
+    if not (
+        phonenumbers.is_valid_number_for_region(parsed, region)
+        or phonenumbers.is_valid_number(parsed)
+    ):
+        return None
+    return tuple(
+        z
+        for z in phone_timezone.time_zones_for_geographical_number(parsed)
+        if z != UNKNOWN_ZONE and valid_zone(z)
+    )
+
+
 # Repeated numbers sit close together in client files: a small cache catches them and keeps
 # memory flat however long the file is.
 @functools.lru_cache(maxsize=4096)
@@ -137,25 +253,24 @@ def normalise_phone(raw: str, region: str) -> tuple[str, tuple[str, ...]]:
         if len(digits) == 11 and digits[0] == "1":
             digits = digits[1:]
         if len(digits) == 10:
-            parsed = phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
+            national = int(digits)
+            nsn = str(national)
+            if len(nsn) == _NANP_LENGTH:
+                size = max(_NANP_PREFIX, _NANP_DEEP_PREFIX.get(nsn[:3], 0))
+                zones = _nanp_facts(nsn[:size], region)
+                if zones is None:
+                    raise ValueError(f"not a valid phone number for region {region}")
+                return "+1" + nsn, zones
+            parsed = phonenumbers.PhoneNumber(country_code=1, national_number=national)
     if parsed is None:
         try:
             parsed = phonenumbers.parse(raw, region)
         except phonenumbers.NumberParseException as exc:
             raise ValueError("not a phone number") from exc
-    # Checking the default region first is cheap; the general check walks every region of the
-    # country code (25 for +1).
-    if not (
-        phonenumbers.is_valid_number_for_region(parsed, region)
-        or phonenumbers.is_valid_number(parsed)
-    ):
+    found = _facts(parsed, region)
+    if found is None:
         raise ValueError(f"not a valid phone number for region {region}")
-    zones = tuple(
-        z
-        for z in phone_timezone.time_zones_for_geographical_number(parsed)
-        if z != UNKNOWN_ZONE and valid_zone(z)
-    )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), zones
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), found
 
 
 def _flag(raw: str) -> bool:
@@ -179,11 +294,19 @@ class RowParser:
         if not _CURRENCY.match(options.currency):
             raise ValueError("currency: a three-letter ISO code such as USD, MXN, COP")
 
-    def _get(self, row: Sequence[str], name: str) -> str | None:
-        i = self.columns.fields.get(name)
-        if i is None or i >= len(row):
-            return None
-        return row[i]
+        fields = columns.fields
+        # Column positions looked up once per file, not once per row.
+        self._ref = fields.get("external_ref")
+        self._name = fields.get("name")
+        self._balance = fields.get("balance")
+        self._currency = fields.get("currency")
+        self._days = fields.get("days_past_due")
+        self._zone = fields.get("time_zone")
+        self._jurisdiction = fields.get("jurisdiction")
+        self._cease = fields.get("cease_communication")
+        self._attorney = fields.get("attorney_represented")
+        self._width = len(columns.header)
+        self._buckets = {d: AgingBucket.for_days_past_due(d).value for d in range(-1, 400)}
 
     def parse(self, row: Sequence[str]) -> tuple[AccountRecord | None, list[Problem]]:
         problems: list[Problem] = []
@@ -192,35 +315,35 @@ class RowParser:
         def col(name: str) -> str:
             return header[self.columns.fields[name]]
 
-        if len(row) != len(header):
+        if len(row) != self._width:
             return None, [Problem("*", f"has {len(row)} fields, the header has {len(header)}")]
-        if any("\x00" in v for v in row):
+        if "\x00" in "".join(row):
             return None, [Problem("*", "contains a NUL character")]
-        ref = (self._get(row, "external_ref") or "").strip()
+        ref = (row[self._ref] if self._ref is not None else "").strip()
         if not ref:
             problems.append(Problem(col("external_ref"), "empty"))
         elif len(ref) > _LIMITS["external_ref"]:
             problems.append(Problem(col("external_ref"), "longer than 128 characters"))
-        name = (self._get(row, "name") or "").strip()
+        name = (row[self._name] if self._name is not None else "").strip()
         if not name:
             problems.append(Problem(col("name"), "empty"))
         elif len(name) > _LIMITS["name"]:
             problems.append(Problem(col("name"), "longer than 200 characters"))
         balance = Decimal(0)
         try:
-            balance = self.convention.parse(self._get(row, "balance") or "")
+            balance = self.convention.parse(row[self._balance] if self._balance is not None else "")
             if balance > MAX_BALANCE:
                 raise ValueError("too large")
         except ValueError as exc:
             problems.append(Problem(col("balance"), str(exc)))
         currency = self.options.currency
-        raw = self._get(row, "currency")
+        raw = None if self._currency is None else row[self._currency]
         if raw is not None and raw.strip():
             currency = raw.strip().upper()
             if not _CURRENCY.match(currency):
                 problems.append(Problem(col("currency"), "not a three-letter currency code"))
         days = 0
-        raw = self._get(row, "days_past_due")
+        raw = None if self._days is None else row[self._days]
         if raw is not None and raw.strip():
             try:
                 days = int(raw.strip())
@@ -229,7 +352,7 @@ class RowParser:
             except ValueError:
                 problems.append(Problem(col("days_past_due"), "not a whole number of days"))
         zone: str | None = None
-        raw = self._get(row, "time_zone")
+        raw = None if self._zone is None else row[self._zone]
         if raw is not None and raw.strip():
             zone = raw.strip()
             if not valid_zone(zone):
@@ -237,7 +360,7 @@ class RowParser:
                     Problem(col("time_zone"), "unknown time zone (use e.g. America/Bogota)")
                 )
         jurisdiction = self.options.jurisdiction
-        raw = self._get(row, "jurisdiction")
+        raw = None if self._jurisdiction is None else row[self._jurisdiction]
         if raw is not None and raw.strip():
             jurisdiction = raw.strip().upper()
             if jurisdiction == "GB":
@@ -247,8 +370,11 @@ class RowParser:
                     Problem(col("jurisdiction"), f"no compliance profile {jurisdiction!r}")
                 )
         flags = {}
-        for flag in ("cease_communication", "attorney_represented"):
-            raw = self._get(row, flag)
+        for flag, at in (
+            ("cease_communication", self._cease),
+            ("attorney_represented", self._attorney),
+        ):
+            raw = None if at is None else row[at]
             try:
                 flags[flag] = _flag(raw) if raw is not None else False
             except ValueError as exc:
@@ -286,7 +412,7 @@ class RowParser:
                 balance=balance,
                 currency=currency,
                 days_past_due=days,
-                aging_bucket=AgingBucket.for_days_past_due(days).value,
+                aging_bucket=self._buckets.get(days) or AgingBucket.for_days_past_due(days).value,
                 time_zone=zone,
                 jurisdiction=jurisdiction,
                 cease_communication=flags["cease_communication"],

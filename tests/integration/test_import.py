@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -199,3 +200,43 @@ async def test_parsing_in_a_worker_process_gives_the_same_result(
     assert await _count(sqlite_engine, Account) == 2_970
     rows = [line.split(",")[0] for line in rejects.read_text().splitlines()[1:]]
     assert rows == sorted(rows, key=int)  # rejects stay in file order
+
+
+async def test_rows_are_stored_as_the_orm_stores_them(engine: AsyncEngine) -> None:
+    # The batch writes bypass the ORM; what they store must read back exactly as ORM-written rows.
+    when = dt.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=dt.UTC)
+    rows = [
+        ["account", "name", "balance", "cease", "phone", "phone2", "Producto"],
+        ["A1", "Ana Núñez", "1,234.50", "yes", "(212) 555-0100", "(800) 555-0100", "tarjeta"],
+    ]
+    await import_accounts(engine, _csv(rows), ImportOptions(), now=lambda: when)
+    async with make_sessionmaker(engine)() as s:
+        acc = (await s.execute(select(Account))).scalar_one()
+        phones = (await s.execute(select(Phone).order_by(Phone.priority))).scalars().all()
+    assert (acc.name, acc.balance, acc.cease_communication) == (
+        "Ana Núñez",
+        Decimal("1234.50"),
+        True,
+    )
+    assert acc.custom_fields == {"Producto": "tarjeta"}
+    assert acc.created_at == acc.updated_at == when
+    assert acc.time_zone == "America/New_York" and acc.last_contact_at is None
+    assert [(p.number, p.priority, p.time_zone, p.valid, p.dnc, p.created_at) for p in phones] == [
+        ("+12125550100", 1, "America/New_York", True, False, when),
+        ("+18005550100", 2, None, True, False, when),
+    ]
+
+
+async def test_unreadable_line_keeps_the_batches_read_before_it(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    source = tmp_path / "accounts.csv"
+    with source.open("w", newline="") as f:
+        sample.write(f, sample.SampleSpec(3_000))
+    data = source.read_bytes().splitlines(keepends=True)
+    # Line 2402 is not UTF-8; the text layer decodes 8 KiB (~75 lines) ahead of the reader.
+    source.write_bytes(b"".join(data[:2401]) + b"\xff\xfe broken\n" + b"".join(data[2401:]))
+    with pytest.raises(UserError, match="unreadable CSV"):
+        await import_file(engine, source, ImportOptions(batch_rows=500))
+    # Four full batches were handed to the writer before the bad line; the fifth was not.
+    assert await _count(engine, Account) == 2_000

@@ -1,0 +1,310 @@
+"""Bulk upsert of imported accounts, their phones and campaign memberships, one batch at a time.
+
+Set-based SQL on the driver connection (binary COPY on Postgres, staging tables on SQLite); the
+importer (dialer.importer.load) owns reading and validating the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dialer.store.models import Account, MemberState
+
+# Columns a re-import may change; an identical row leaves the account (and updated_at) untouched.
+_UPDATABLE = (
+    "name", "balance", "currency", "days_past_due", "aging_bucket", "time_zone", "jurisdiction",
+    "cease_communication", "attorney_represented",
+)  # fmt: skip
+
+
+class PhoneRow(Protocol):
+    @property
+    def number(self) -> str: ...  # E.164
+    @property
+    def phone_type(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def time_zone(self) -> str | None: ...
+
+
+class AccountRow(Protocol):
+    """What a validated row carries (dialer.importer.parse.AccountRecord)."""
+
+    @property
+    def external_ref(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def balance(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def days_past_due(self) -> int: ...
+    @property
+    def aging_bucket(self) -> str: ...
+    @property
+    def time_zone(self) -> str | None: ...
+    @property
+    def jurisdiction(self) -> str | None: ...
+    @property
+    def cease_communication(self) -> bool: ...
+    @property
+    def attorney_represented(self) -> bool: ...
+    @property
+    def phones(self) -> Sequence[PhoneRow]: ...
+    @property
+    def custom_fields(self) -> dict[str, str]: ...
+
+
+@dataclass(slots=True)
+class WriteCounts:
+    accounts_created: int = 0
+    accounts_updated: int = 0
+    accounts_unchanged: int = 0  # already there with the same values
+    phones_added: int = 0
+    memberships_added: int = 0
+
+
+def _changed(dialect: str) -> str:
+    # An identical row leaves the account (and updated_at) untouched.
+    differs = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    checks = [f"accounts.{c} {differs} excluded.{c}" for c in _UPDATABLE]
+    if dialect == "postgresql":
+        checks.append("CAST(accounts.custom_fields AS TEXT) IS DISTINCT FROM "
+                      "CAST(excluded.custom_fields AS TEXT)")  # fmt: skip
+    else:
+        checks.append("accounts.custom_fields IS NOT excluded.custom_fields")
+    return " OR ".join(checks)
+
+
+_SET = ", ".join(f"{c} = excluded.{c}" for c in (*_UPDATABLE, "custom_fields"))
+_ACCOUNT_COLUMNS = ("external_ref", *_UPDATABLE, "custom_fields")
+# The batch reaches Postgres by binary COPY (into a temporary table for accounts, which are
+# upserted from there; straight into phones for new accounts), the cheapest way in for both sides.
+_PG_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS import_accounts (ord int4, external_ref text, name text, "
+    "balance numeric, currency text, days_past_due int4, aging_bucket text, time_zone text, "
+    "jurisdiction text, cease_communication bool, attorney_represented bool, custom_fields text) "
+    "ON COMMIT DELETE ROWS"
+)
+_PG_UPSERT = (
+    "INSERT INTO accounts (source, " + ", ".join(_ACCOUNT_COLUMNS) + ", created_at, updated_at) "
+    "SELECT $1::text, " + ", ".join(f"s.{c}" for c in _ACCOUNT_COLUMNS[:-1])
+    + ", CAST(s.custom_fields AS json), $2::timestamptz, $2::timestamptz "
+    "FROM pg_temp.import_accounts s ORDER BY s.ord "
+    "ON CONFLICT (source, external_ref) DO UPDATE SET " + _SET + ", updated_at = $2::timestamptz "
+    "WHERE " + _changed("postgresql") + " RETURNING external_ref, id, xmax = 0"
+)  # fmt: skip
+# While a big file goes in, the statistics still describe the small table it was (autovacuum
+# analyzes later), and the planner would hash or scan every account of the source to match one
+# batch: quadratic over the file. A LATERAL lookup with LIMIT is an index probe per row whatever
+# the statistics say.
+_PG_EXISTING = (
+    "SELECT s.external_ref, a.id FROM pg_temp.import_accounts s "
+    "CROSS JOIN LATERAL (SELECT a.id FROM accounts a WHERE a.source = $1::text "
+    "AND a.external_ref = s.external_ref LIMIT 1) AS a"
+)
+_PHONE_COLUMNS = (
+    "account_id", "number", "phone_type", "priority", "valid", "dnc", "time_zone", "created_at",
+)  # fmt: skip
+# Phones of accounts this transaction created cannot conflict (those rows are not committed and a
+# record's numbers are distinct): they are copied in. Those of existing accounts may be known.
+_PG_MORE_PHONES = (
+    "INSERT INTO phones (" + ", ".join(_PHONE_COLUMNS) + ") "
+    "SELECT account_id, number, phone_type, priority, true, false, time_zone, $1::timestamptz "
+    "FROM unnest($2::int8[], $3::text[], $4::text[], $5::int4[], $6::text[]) "
+    "AS p(account_id, number, phone_type, priority, time_zone) "
+    "ON CONFLICT (account_id, number) DO NOTHING"
+)
+_PG_MEMBERS = (
+    "INSERT INTO campaign_accounts (campaign_id, account_id, state, priority, attempts, added_at) "
+    "SELECT $1::int8, account_id, $2::text, 0, 0, $3::timestamptz "
+    "FROM unnest($4::int8[]) AS s(account_id) "
+    "ON CONFLICT (campaign_id, account_id) DO NOTHING"
+)
+# SQLite has no arrays: the batch goes to untyped (no affinity, values kept as bound) temporary
+# tables of this connection, then one statement per table moves it.
+# They are emptied at the end of the batch, so no debtor data stays on a pooled connection (a
+# failed batch's rows go with its rollback).
+_SQLITE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS import_accounts (" + ", ".join(_ACCOUNT_COLUMNS) + ")",
+    "CREATE TEMP TABLE IF NOT EXISTS import_phones "
+    "(external_ref, number, phone_type, priority, time_zone)",
+)
+_SQLITE_UNSTAGE = ("DELETE FROM temp.import_accounts", "DELETE FROM temp.import_phones")
+_SQLITE_STAGE_ACCOUNTS = (
+    "INSERT INTO temp.import_accounts VALUES (" + ", ".join("?" * len(_ACCOUNT_COLUMNS)) + ")"
+)
+_SQLITE_STAGE_PHONES = "INSERT INTO temp.import_phones VALUES (?, ?, ?, ?, ?)"
+_SQLITE_EXISTING = (
+    "SELECT count(*) FROM temp.import_accounts s "
+    "JOIN accounts a ON a.source = ? AND a.external_ref = s.external_ref"
+)
+# "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
+_SQLITE_UPSERT = (
+    "INSERT INTO accounts (source, " + ", ".join(_ACCOUNT_COLUMNS) + ", created_at, updated_at) "
+    "SELECT ?, " + ", ".join(_ACCOUNT_COLUMNS) + ", ?, ? FROM temp.import_accounts "
+    "WHERE true ORDER BY rowid "
+    "ON CONFLICT (source, external_ref) DO UPDATE SET " + _SET + ", updated_at = ? "
+    "WHERE " + _changed("sqlite")
+)  # fmt: skip
+_SQLITE_PHONES = (
+    "INSERT INTO phones (account_id, number, phone_type, priority, valid, dnc, time_zone, "
+    "created_at) SELECT a.id, p.number, p.phone_type, p.priority, 1, 0, p.time_zone, ? "
+    "FROM temp.import_phones p "
+    "JOIN accounts a ON a.source = ? AND a.external_ref = p.external_ref "
+    "WHERE true ORDER BY p.rowid ON CONFLICT (account_id, number) DO NOTHING"
+)
+_SQLITE_MEMBERS = (
+    "INSERT INTO campaign_accounts (campaign_id, account_id, state, priority, attempts, added_at) "
+    "SELECT ?, a.id, ?, 0, 0, ? FROM temp.import_accounts s "
+    "JOIN accounts a ON a.source = ? AND a.external_ref = s.external_ref "
+    "WHERE true ORDER BY s.rowid ON CONFLICT (campaign_id, account_id) DO NOTHING"
+)
+
+
+def _inserted(status: str) -> int:
+    """Rows written, from a Postgres command tag such as "INSERT 0 1234"."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def write_accounts(
+    conn: AsyncConnection,
+    records: Sequence[AccountRow],
+    *,
+    source: str,
+    campaign_id: int | None,
+    now: dt.datetime,
+) -> WriteCounts:
+    """One batch of accounts (distinct external references) upserted in the caller's
+    transaction, with their phones and campaign memberships, as a few set-based statements on
+    the driver connection: per-row statement building through SQLAlchemy cost more than the
+    database work. Values are bound exactly as the ORM types would bind them (see _bind)."""
+    dialect = conn.dialect
+    counts = WriteCounts()
+    if dialect.name == "postgresql":
+        # Also opens the driver's transaction, which the statements below then join. asyncpg
+        # prepares statements; a generic plan made while the table was nearly empty would be kept
+        # as the table grows.
+        await conn.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    stamp = _bind(Account.created_at, dialect, now)
+    dumps: Callable[[Any], str] = dialect._json_serializer or json.dumps
+    if dialect.name == "postgresql":
+        await driver.execute(_PG_STAGING)
+        await driver.copy_records_to_table(
+            "import_accounts",
+            schema_name="pg_temp",
+            records=[
+                (
+                    i, r.external_ref, r.name, r.balance, r.currency, r.days_past_due,
+                    r.aging_bucket, r.time_zone, r.jurisdiction, r.cease_communication,
+                    r.attorney_represented, dumps(r.custom_fields),
+                )
+                for i, r in enumerate(records)
+            ],
+        )  # fmt: skip
+        # The ids come back (existing ones, then those the upsert wrote) and go out with the
+        # phones and memberships, which then need no lookup.
+        ids = dict(await driver.fetch(_PG_EXISTING, source))
+        existing = len(ids)
+        changed = await driver.fetch(_PG_UPSERT, source, stamp)
+        written = len(changed)
+        # xmax = 0: the row version is this statement's insert, not an update.
+        created_here = {ref for ref, _id, inserted in changed if inserted}
+        ids.update((ref, account_id) for ref, account_id, _inserted in changed)
+        fresh: list[tuple[object, ...]] = []
+        other: list[list[Any]] = [[], [], [], [], []]
+        for r in records:
+            account_id = ids[r.external_ref]
+            if r.external_ref in created_here:
+                fresh.extend(
+                    (
+                        account_id,
+                        p.number,
+                        p.phone_type,
+                        p.priority,
+                        True,
+                        False,
+                        p.time_zone,
+                        stamp,
+                    )
+                    for p in r.phones
+                )
+                continue
+            for p in r.phones:
+                other[0].append(account_id)
+                other[1].append(p.number)
+                other[2].append(p.phone_type)
+                other[3].append(p.priority)
+                other[4].append(p.time_zone)
+        if fresh:
+            status = await driver.copy_records_to_table(
+                "phones", records=fresh, columns=_PHONE_COLUMNS
+            )
+            counts.phones_added += _inserted(status)
+        if other[0]:
+            status = await driver.execute(_PG_MORE_PHONES, stamp, *other)
+            counts.phones_added += _inserted(status)
+        if campaign_id is not None:
+            status = await driver.execute(
+                _PG_MEMBERS, campaign_id, MemberState.ACTIVE.value, stamp,
+                [ids[r.external_ref] for r in records],
+            )  # fmt: skip
+            counts.memberships_added += _inserted(status)
+    else:
+        for statement in _SQLITE_STAGING:
+            await driver.execute(statement)
+        accounts = [
+            (
+                r.external_ref, r.name, _money_text(r.balance), r.currency, r.days_past_due,
+                r.aging_bucket, r.time_zone, r.jurisdiction, r.cease_communication,
+                r.attorney_represented, dumps(r.custom_fields),
+            )
+            for r in records
+        ]  # fmt: skip
+        await driver.executemany(_SQLITE_STAGE_ACCOUNTS, accounts)
+        phone_rows = [
+            (r.external_ref, p.number, p.phone_type, p.priority, p.time_zone)
+            for r in records
+            for p in r.phones
+        ]
+        await driver.executemany(_SQLITE_STAGE_PHONES, phone_rows)
+        async with driver.execute(_SQLITE_EXISTING, (source,)) as cursor:
+            existing = int((await cursor.fetchone())[0])
+        async with driver.execute(_SQLITE_UPSERT, (source, stamp, stamp, stamp)) as cursor:
+            written = cursor.rowcount
+        async with driver.execute(_SQLITE_PHONES, (stamp, source)) as cursor:
+            counts.phones_added += cursor.rowcount
+        if campaign_id is not None:
+            async with driver.execute(
+                _SQLITE_MEMBERS, (campaign_id, MemberState.ACTIVE.value, stamp, source)
+            ) as cursor:
+                counts.memberships_added += cursor.rowcount
+        for statement in _SQLITE_UNSTAGE:
+            await driver.execute(statement)
+    counts.accounts_created = len(records) - existing
+    counts.accounts_updated = written - counts.accounts_created
+    counts.accounts_unchanged = existing - counts.accounts_updated
+    return counts
+
+
+def _bind(column: Any, dialect: Any, value: object) -> Any:
+    """`value` as SQLAlchemy would bind it for `column` (e.g. UTC text on SQLite)."""
+    process = column.type.bind_processor(dialect)
+    return process(value) if process else value
+
+
+def _money_text(amount: Decimal) -> str:
+    # Money on SQLite is its text; parsing already quantized the amount to cents.
+    return str(amount)
