@@ -114,6 +114,10 @@ class EnginePort(Protocol):
         will call `AgentHubApi.channel_up` when it is."""
         ...
 
+    async def close_agent_channel(self, agent: AgentIdentity) -> None:
+        """The agent logged out: hang up their nailed-up channel (their phone stops holding)."""
+        ...
+
     async def record_state(self, change: StateChange) -> None: ...
 
     async def submit_disposition(
@@ -195,8 +199,9 @@ class AgentHubApi(Protocol):
         """Agents logged in and not away longer than the grace period."""
         ...
 
-    def pick(self, campaign_id: int) -> AgentIdentity | None:
-        """The ready agent of the campaign who has waited longest, without reserving them."""
+    def pick(self, campaign_id: int, agent_id: int | None = None) -> AgentIdentity | None:
+        """The ready agent of the campaign who has waited longest, without reserving them; with
+        `agent_id`, that agent when ready for the campaign, else None."""
         ...
 
     def listen(self, listener: HubListener) -> None: ...

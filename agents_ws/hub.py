@@ -111,6 +111,8 @@ class AgentHub:
         self.sessions: dict[int, AgentSession] = {}
         # Told the number of open agent sockets whenever it changes (the dialer's metric).
         self.on_sockets: Callable[[int], None] | None = None
+        # Told an agent's id whenever their state or campaign changes (the cluster's presence).
+        self.on_change: Callable[[int], None] | None = None
         self._calls: dict[str, int] = {}  # call_id -> agent_id
         self._supervisors: set[Outlet] = set()
         self._campaigns_live: list[CampaignLive] = []
@@ -161,9 +163,23 @@ class AgentHub:
                 best = s
         return best
 
-    def pick(self, campaign_id: int) -> AgentIdentity | None:
-        best = self._longest_waiting(campaign_id, None, self.clock())
+    def pick(self, campaign_id: int, agent_id: int | None = None) -> AgentIdentity | None:
+        """The longest-waiting ready agent of the campaign; with `agent_id`, that agent if
+        ready for the campaign, else None."""
+        best = self._longest_waiting(campaign_id, agent_id, self.clock())
         return None if best is None else best.identity
+
+    def holds(self, agent_id: int, call_id: str) -> bool:
+        """Whether the agent still holds the call (reserved or talking, not away too long):
+        a dialed preview goes to them on the answer only then."""
+        s = self.sessions.get(agent_id)
+        return (
+            s is not None
+            and s.call is not None
+            and s.call.call_id == call_id
+            and s.sm.state in (S.RESERVED, S.TALKING)
+            and not self._away_too_long(s, self.clock())
+        )
 
     def reserve(self, offer: CallOffer, agent_id: int | None = None) -> int | None:
         now = self.clock()
@@ -189,7 +205,8 @@ class AgentHub:
         s = self._session_for_call(call_id)
         if s is None or s.sm.state not in (S.RESERVED, S.TALKING):
             return False
-        s.pop = pop
+        if pop or s.pop is None:  # a dialed preview keeps the pop the agent already has
+            s.pop = pop
         self._send(s, self._screen_pop_message(s))
         if s.sm.state == S.RESERVED:
             self._move(s, S.TALKING, self.clock())
@@ -203,6 +220,13 @@ class AgentHub:
         if s.sm.state == S.TALKING:
             self._move(s, S.WRAP_UP, now, wrap_up_limit_s=s.call.wrap_up_limit_s)
             if s.disposed:  # disposed while talking: nothing left to wrap up
+                self._move(s, S.READY, now, "disposed")
+        elif s.sm.state == S.RESERVED and s.call.preview:
+            # A dialed preview nobody answered (busy, no answer...): the agent records what
+            # happened, as after any call.
+            s.talk_s, s.talk_started = 0.0, None
+            self._move(s, S.WRAP_UP, now, "not_connected", wrap_up_limit_s=s.call.wrap_up_limit_s)
+            if s.disposed:
                 self._move(s, S.READY, now, "disposed")
         elif s.sm.state == S.RESERVED:
             self._move(s, S.READY, now, "not_connected")
@@ -251,6 +275,14 @@ class AgentHub:
             )
         )
         self._send(s, self._state_message(s, now, re_id))
+        self._changed(s)
+
+    def _changed(self, s: AgentSession) -> None:
+        if self.on_change is not None:
+            try:  # the cluster's trouble must not break the agent's state change
+                self.on_change(s.identity.agent_id)
+            except Exception:
+                log.exception("hub change hook failed")
 
     def _durations(
         self,
@@ -447,6 +479,8 @@ class AgentHub:
         if kind == "state.logout":
             self._require_state(s, (S.LOGGED_IN, S.READY, S.PAUSED), "log out")
             self._move(s, S.OFFLINE, now, "logout", re_id=env.id)
+            # Offline first, so no call is routed to the channel while it is being hung up.
+            await self._port(self.port.close_agent_channel(s.identity))
             return None
         if kind == "preview.next":
             return await self._preview_next(s, env, now)
@@ -492,6 +526,7 @@ class AgentHub:
         s.campaign_id = campaign_id
         if s.sm.state == S.READY:  # a campaign change only
             self._send(s, self._state_message(s, now, env.id))
+            self._changed(s)
         else:
             self._move(s, S.READY, now, re_id=env.id)
         return None

@@ -35,7 +35,8 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
     S.LOGGED_IN: frozenset({S.READY, S.PAUSED}),
     S.READY: frozenset({S.PAUSED, S.RESERVED}),
     S.PAUSED: frozenset({S.READY}),
-    S.RESERVED: frozenset({S.TALKING, S.READY}),
+    # -> wrap-up: a dialed preview that was never answered (the agent still dispositions it).
+    S.RESERVED: frozenset({S.TALKING, S.READY, S.WRAP_UP}),
     S.TALKING: frozenset({S.WRAP_UP}),
     S.WRAP_UP: frozenset({S.READY, S.PAUSED}),
 }

@@ -141,6 +141,9 @@ class BenchPort:
     async def open_agent_channel(self, agent: AgentIdentity) -> bool:
         return True
 
+    async def close_agent_channel(self, agent: AgentIdentity) -> None:
+        return None
+
     async def record_state(self, change: StateChange) -> None:
         return None
 

@@ -40,6 +40,8 @@ from agents_ws.protocol import (
 from agents_ws.server import add_agents_ws_routes
 from agents_ws.state import WRAP_UP_EXPIRED_CODE, AgentState
 from dialer import auth, metrics
+from dialer.compliance.claiming import claim_options
+from dialer.compliance.profiles import ProfileError
 from dialer.engine.ports import ReadyAgent
 from dialer.settings import Settings
 from dialer.store.claim import claim_phones
@@ -160,7 +162,11 @@ class AgentTelephony(Protocol):
 
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None: ...
 
-    async def originate_preview(self, attempt_id: int, agent_endpoint: str | None) -> None: ...
+    async def close_agent_channel(self, agent_id: int) -> None: ...
+
+    async def originate_preview(self, attempt_id: int, campaign_id: int, agent_id: int) -> None:
+        """Dial the preview attempt the agent holds (the engine tracks and routes the call)."""
+        ...
 
     async def supervise(
         self, action: SupervisorAction, supervisor_endpoint: str | None, agent_endpoint: str | None
@@ -443,6 +449,10 @@ class DbAgentPort:
             ).scalar_one_or_none()
         return await self.telephony.open_agent_channel(agent.agent_id, endpoint)
 
+    async def close_agent_channel(self, agent: AgentIdentity) -> None:
+        if self.telephony is not None:
+            await self.telephony.close_agent_channel(agent.agent_id)
+
     async def record_state(self, change: StateChange) -> None:
         async with self.sessions.begin() as s:
             await s.execute(
@@ -627,8 +637,29 @@ class DbAgentPort:
             campaign = (await s.execute(query.order_by(Campaign.id).limit(1))).scalar_one_or_none()
             if campaign is None:
                 raise PortRefused("no running preview campaign", "campaign_id", "unavailable")
-            claimed = await claim_phones(s, campaign.id, 1, now, caller_id=campaign.caller_id)
+            # The same compliance as the engine's claims: window, DNC, caps, Regulation F.
+            try:
+                opts = claim_options(campaign)
+            except ProfileError as exc:
+                raise PortRefused(
+                    f"campaign {campaign.id} settings: {exc}", "campaign_id", "unavailable"
+                ) from exc
+            claimed = await claim_phones(
+                s,
+                campaign.id,
+                1,
+                now,
+                opts.rule,
+                order=opts.order,
+                caller_id=campaign.caller_id,
+                caller_id_for=opts.caller_id_for,
+            )
             if not claimed.claimed:
+                if claimed.blocked:
+                    why = ", ".join(f"{k} ({n})" for k, n in sorted(claimed.blocked.items()))
+                    raise PortRefused(
+                        f"no account may be called now: {why}", "campaign_id", "unavailable"
+                    )
                 return None
             c = claimed.claimed[0]
             await s.execute(
@@ -661,12 +692,7 @@ class DbAgentPort:
     async def dial_preview(self, agent: AgentIdentity, call: CallOffer) -> None:
         if call.attempt_id is None:
             raise PortRefused("this preview has no attempt", "call_id")
-        telephony = self._telephony()
-        async with self.sessions() as s:
-            endpoint = (
-                await s.execute(select(Agent.endpoint).where(Agent.id == agent.agent_id))
-            ).scalar_one_or_none()
-        await telephony.originate_preview(call.attempt_id, endpoint)
+        await self._telephony().originate_preview(call.attempt_id, call.campaign_id, agent.agent_id)
 
     async def skip_preview(self, agent: AgentIdentity, call: CallOffer) -> None:
         now = self._now()
@@ -675,6 +701,11 @@ class DbAgentPort:
             rules = campaign.retry_rules if campaign else {}
             delay = rules.get("skipped", SKIP_RETRY_S) if isinstance(rules, dict) else SKIP_RETRY_S
             if call.attempt_id is not None:
+                attempt = await s.get(CallAttempt, call.attempt_id)
+                if attempt is not None and (
+                    attempt.originated_at is not None or attempt.server is not None
+                ):
+                    raise PortRefused("this account was dialed: hang up instead", "call_id")
                 await s.execute(
                     update(CallAttempt)
                     .where(CallAttempt.id == call.attempt_id, CallAttempt.ended_at.is_(None))
@@ -797,7 +828,11 @@ class HubAgents:
             for a in self.hub.snapshot(campaign_id)
         ]
 
-    def longest_waiting(self, campaign_id: int) -> ReadyAgent | None:
+    def longest_waiting(self, campaign_id: int, prefer: int | None = None) -> ReadyAgent | None:
+        if prefer is not None:
+            owner = self.hub.pick(campaign_id, prefer)
+            if owner is not None and owner.channel:
+                return ReadyAgent(owner.agent_id, owner.channel)
         who = self.hub.pick(campaign_id)
         if who is None or not who.channel:
             return None

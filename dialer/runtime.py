@@ -17,12 +17,16 @@ from aiohttp import web
 from panoramisk.message import Message
 
 from agents_ws.engine_port import PortRefused, SupervisorAction
+from agents_ws.hub import AgentHub
 from agents_ws.server import HUB
 from dialer import auth, metrics
 from dialer.agent_service import DbAgentPort, HubAgents
-from dialer.engine.engine import Engine
+from dialer.cluster import ClusterAgents, cluster_for
+from dialer.engine.engine import Engine, PreviewRefused
 from dialer.engine.pool_telephony import PoolTelephony
+from dialer.engine.ports import OriginateRefused, ReadyAgent
 from dialer.settings import Settings
+from dialer.telephony.asterisk import CallNotFound
 from dialer.telephony.pool import ServerPool
 
 log = logging.getLogger("dialer.runtime")
@@ -37,8 +41,14 @@ SPY_OPTIONS = {
 class PoolAgentTelephony:
     """`dialer.agent_service.AgentTelephony` over the pool: nailed-up sessions, hang-up, ChanSpy."""
 
-    def __init__(self, pool: ServerPool) -> None:
+    cluster: ClusterAgents | None = None  # reaches calls that another process placed
+
+    def __init__(
+        self, pool: ServerPool, engine: Engine | None = None, hub: AgentHub | None = None
+    ) -> None:
         self.pool = pool
+        self.engine = engine  # dials preview calls and routes them
+        self.hub = hub  # tells whether the agent still holds a preview at the answer
 
     async def _originate(self, fields: dict[str, str]) -> None:
         servers = self.pool.in_rotation()
@@ -62,13 +72,55 @@ class PoolAgentTelephony:
         )
         return True
 
+    async def close_agent_channel(self, agent_id: int) -> None:
+        """Hang up the agent's nailed-up channel, found through the global the dialplan sets
+        (`DIALER_AGENT_<id>`, see [dialer-agent-session]) on whichever server holds it."""
+        for server in self.pool.in_rotation():
+            try:
+                reply = await server.connection.send(
+                    {"Action": "Getvar", "Variable": f"DIALER_AGENT_{agent_id}"}, limit_s=2.0
+                )
+                channel = str(reply.get("Value") or "")
+                if channel:
+                    await server.connection.send(
+                        {"Action": "Hangup", "Channel": channel, "Cause": "16"}, limit_s=2.0
+                    )
+            except Exception as exc:  # the channel may be gone already; logout goes on
+                log.warning(
+                    "agent %d: could not hang up the agent channel on %s: %s",
+                    agent_id,
+                    server.name,
+                    type(exc).__name__,
+                )
+
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None:
         if attempt_id is None:
             raise PortRefused("this call has no attempt to hang up", "call_id", "unavailable")
-        await self.pool.hang_up(attempt_id)
+        try:
+            await self.pool.hang_up(attempt_id)
+        except CallNotFound:
+            # The campaign's owner, another process, placed the call: it hangs it up.
+            if self.cluster is None or not await self.cluster.hang_up(attempt_id):
+                raise
 
-    async def originate_preview(self, attempt_id: int, agent_endpoint: str | None) -> None:
-        raise PortRefused("preview dialing is not available yet", None, "unavailable")
+    async def originate_preview(self, attempt_id: int, campaign_id: int, agent_id: int) -> None:
+        """Dial through the engine of this process (the agent's), as predictive calls are."""
+        if self.engine is None or self.hub is None:
+            raise PortRefused("preview dialing is not wired", None, "unavailable")
+        hub, call_id = self.hub, str(attempt_id)
+        session = hub.sessions.get(agent_id)
+        channel = (session.identity.channel if session else None) or ""
+        try:
+            await self.engine.dial_preview(
+                attempt_id,
+                campaign_id,
+                ReadyAgent(agent_id, channel),
+                held=lambda: hub.holds(agent_id, call_id),
+            )
+        except PreviewRefused as exc:
+            raise PortRefused(str(exc), "call_id") from exc
+        except OriginateRefused as exc:
+            raise PortRefused(f"the call could not be placed: {exc}", None, "unavailable") from exc
 
     async def supervise(
         self, action: SupervisorAction, supervisor_endpoint: str | None, agent_endpoint: str | None
@@ -135,10 +187,12 @@ class DialingRuntime:
         sessions = self.app[auth.SESSIONS_KEY]
         telephony = PoolTelephony(self.pool)
         agents = HubAgents(self.app[HUB], sessions)
+        # Several processes on one Postgres: the engine reaches the agents of all of them.
+        cluster = cluster_for(agents, self.settings.database_url, self.settings.process_name)
         engine = Engine(
             sessions,
             telephony,
-            agents,
+            agents if cluster is None else cluster,
             owner=self.settings.process_name,
             tick_hz=self.settings.tick_hz,
             lease_ttl=dt.timedelta(seconds=self.settings.lease_seconds),
@@ -146,12 +200,17 @@ class DialingRuntime:
         )
         agents.on_ready = engine.agent_ready
         agents.on_finished = engine.handle_finished
-        self.port.telephony = PoolAgentTelephony(self.pool)
+        self.port.telephony = PoolAgentTelephony(self.pool, engine, self.app[HUB])
+        if cluster is not None:
+            cluster.on_hang_up = telephony.hangup
+            self.port.telephony.cluster = cluster
         self.engine = engine
         self._tasks = [
             asyncio.create_task(engine.run(), name="engine"),
             asyncio.create_task(telephony.pump(engine.on_event), name="call-events"),
         ]
+        if cluster is not None:
+            self._tasks.append(asyncio.create_task(cluster.run(), name="agents-cluster"))
         log.info("dialing runtime started with %d Asterisk server(s)", len(self.pool.servers))
 
     async def stop(self, _app: web.Application) -> None:

@@ -32,6 +32,7 @@ from dialer.compliance.profiles import DAYS, ProfileError, available_profiles, l
 from dialer.compliance.rules import CAP_KEYS, Caps
 from dialer.compliance.windows import parse_narrowing
 from dialer.domain.retry import RetryRuleError, RetryRules
+from dialer.engine.engine import pacing_error
 from dialer.store.claim import ORDERINGS
 from dialer.store.models import (
     CallAttempt,
@@ -61,7 +62,13 @@ FIELDS: dict[str, dict[str, object]] = {
     "caller_id": string(32, pattern=E164, nullable=True),
     "caller_id_pool": array(string(32, pattern=E164), 500),
     "caller_id_match_area": boolean("Prefer pool numbers in the debtor's area code."),
-    "pacing": {"type": "object", "description": "Pacing knobs (see the pacing docs)."},
+    # Which knobs apply depends on dial_mode: checked against it after the schema (_check_pacing).
+    "pacing": {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "Pacing knobs for the dial mode (power: lines_per_agent; predictive: "
+        "pacing.policies.PredictiveSettings).",
+    },
     "retry_rules": obj(
         {},
         additional={"oneOf": [number(0, 10**8), string(enum=["next_day"])]},
@@ -144,6 +151,14 @@ def check_fields(data: JSON, schema: JsonSchema) -> None:
             RetryRules.from_campaign(data["retry_rules"])  # type: ignore[arg-type]
         except RetryRuleError as exc:
             raise Invalid("retry_rules", str(exc)) from exc
+
+
+def _check_pacing(campaign: Campaign) -> None:
+    """The pacing settings must suit the dial mode (the runner would not dial otherwise)."""
+    mode = campaign.dial_mode or DialMode.PREDICTIVE.value  # the column's default at insert
+    error = pacing_error(mode, dict(campaign.pacing or {}))
+    if error is not None:
+        fail(400, "invalid_request", error, error.split(":", 1)[0])
 
 
 async def _checked_body(request: web.Request, schema: JsonSchema) -> JSON:
@@ -257,6 +272,7 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
                 name=data["name"], caps={}, calling_window={}, pacing={}, retry_rules={}
             )
             apply_fields(campaign, data)
+            _check_pacing(campaign)
             s.add(campaign)
             await s.flush()
             out = await _full(s, campaign)
@@ -280,6 +296,7 @@ async def update_campaign(request: web.Request) -> web.StreamResponse:
         async with common.sessions(request).begin() as s:
             campaign = await _get(s, campaign_id)
             apply_fields(campaign, data)
+            _check_pacing(campaign)
             await s.flush()
             out = await _full(s, campaign)
     except IntegrityError:

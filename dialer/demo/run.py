@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import signal
@@ -256,6 +257,7 @@ async def _run(options: DemoOptions, url: str, out: TextIO) -> dict[str, object]
     try:
         await migrate.upgrade(engine)
         now = dt.datetime.now(dt.UTC)
+        serial = itertools.count()
         async with make_sessionmaker(engine).begin() as s:
             if options.asterisk_url is None:
                 seeded = await seed(s, now, rng_seed=options.seed)
@@ -265,7 +267,9 @@ async def _run(options: DemoOptions, url: str, out: TextIO) -> dict[str, object]
                     s,
                     now,
                     rng_seed=options.seed,
-                    numbers=lambda: testbed_number(debtors.behaviour("")),
+                    # A suffix of its own per debtor (the testbed reads the first six digits):
+                    # the dialer rings one number once at a time.
+                    numbers=lambda: testbed_number(debtors.behaviour("")) + f"{next(serial):04d}",
                     agent_endpoint=lambda _i: TESTBED_AGENT_PHONE,
                 )
         if options.asterisk_url is None:

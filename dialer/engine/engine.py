@@ -29,12 +29,13 @@ from dialer.engine.ports import (
     CallEventKind,
     OriginateRefused,
     OriginateRequest,
+    ReadyAgent,
     TelephonyPort,
 )
 from dialer.store import attempts, leases
-from dialer.store.claim import Claimed, claim_phones
+from dialer.store.claim import Claimed, callbacks_due, claim_phones, recheck_held
 from dialer.store.models import CallAttempt, Campaign, CampaignState
-from pacing.decision import Decision, Policy
+from pacing.decision import Decision, Policy, basic_inputs
 from pacing.policies import make_policy
 from pacing.snapshot import Attempt, CallStage, CallView, Handle, Outcome, Snapshot
 
@@ -50,6 +51,65 @@ _STAGE_NAMES = {
     CallStage.RINGING: "ringing",
     CallStage.ANSWERED_WAITING: "answered",
 }
+
+
+# A preview account an agent is looking at has an open attempt but no call yet; after this long
+# without a dial its agent is taken to be gone and reconciliation closes it like any lost call.
+PREVIEW_HOLD_MAX = dt.timedelta(hours=1)
+
+
+def _held_preview(row: CallAttempt, now: dt.datetime) -> bool:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
+    return (
+        row.agent_id is not None
+        and row.originated_at is None
+        and row.server is None
+        and now - created < PREVIEW_HOLD_MAX
+    )
+
+
+class InvalidPacing:
+    """Stands in for the policy of a campaign whose pacing settings do not parse: it launches
+    nothing and says why in every decision (saved for GET /api/campaigns/{id}/pacing)."""
+
+    name = "invalid-settings"
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def decide(self, snapshot: Snapshot) -> Decision:
+        return Decision(0, self.name, self.error, basic_inputs(snapshot))
+
+
+def pacing_error(dial_mode: str, pacing: dict[str, Any]) -> str | None:
+    """Why `make_policy` refuses the campaign's settings, naming the field; None when it takes
+    them. The API refuses such settings with the same words."""
+    try:
+        make_policy(dial_mode, pacing)
+    except (ValueError, TypeError) as exc:
+        if str(exc).startswith("unknown pacing mode"):
+            return f"dial_mode: {exc}"
+        if not any(str(key) in str(exc) for key in pacing):
+            # e.g. "could not convert string to float": find the setting that says so.
+            for key, value in pacing.items():
+                try:
+                    make_policy(dial_mode, {key: value})
+                except (ValueError, TypeError):
+                    return f"pacing.{key}: {exc}"
+        return f"pacing: {exc}"
+    return None
+
+
+def _policy_for(view: CampaignView) -> Policy:
+    error = pacing_error(view.dial_mode, view.pacing)
+    if error is not None:
+        log.error("campaign %d does not dial: %s", view.id, error, extra={"campaign_id": view.id})
+        return InvalidPacing(error)
+    return make_policy(view.dial_mode, view.pacing)
+
+
+class PreviewRefused(Exception):
+    """A preview attempt that may not be dialed (ended, dialed already, someone else's)."""
 
 
 def utcnow() -> dt.datetime:
@@ -73,6 +133,16 @@ class Call:
     # Found alive in Asterisk after a restart: this process's telephony never saw its events, so
     # the runner polls Asterisk's channel list until the call is gone.
     adopted: bool = False
+    # A due callback's owner: the router offers the call to them first (see `_route`).
+    owner: int | None = None
+    callback_id: int | None = None  # the callback this call honours: done once it connects
+    # A preview call: dialed by `agent_id`, who holds it (reserved) until the answer. `view` is
+    # the campaign as it was at the dial: this process may not run the campaign.
+    preview: bool = False
+    view: CampaignView | None = None
+    held: Callable[[], bool] | None = None  # does the agent still hold it (not gone away)?
+    agent_channel: str = ""
+    missing: int = 0  # adopted: consecutive checks that did not find it in Asterisk
 
 
 @dataclass(slots=True)
@@ -195,6 +265,11 @@ class Engine:
                 _, pending = await asyncio.wait(runners, timeout=5.0)
                 for task in pending:
                     task.cancel()
+            # Routers finish too (at most the abandon limit): a debtor being connected gets the
+            # agent or the safe harbor, and the bridge is recorded.
+            routing = list(self._tasks)
+            if routing:
+                await asyncio.wait(routing, timeout=3.0)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*runners, *self._tasks, return_exceptions=True)
@@ -238,7 +313,7 @@ class Engine:
             return
         run = CampaignRun(
             view,
-            make_policy(view.dial_mode, view.pacing),
+            _policy_for(view),
             RetryRules.from_campaign(view.retry_rules),
         )
         self.runs[campaign_id] = run
@@ -267,6 +342,8 @@ class Engine:
         view = await self._load(run.view.id)
         if view is None:
             return False
+        if (view.dial_mode, view.pacing) != (run.view.dial_mode, run.view.pacing):
+            run.policy = _policy_for(view)  # settings changed: a fixed campaign dials again
         run.view = view
         if mono - run.lease_renewed >= self.lease_ttl.total_seconds() / 3:
             if not await leases.acquire(self.sessions, view.id, self.owner, now, self.lease_ttl):
@@ -379,23 +456,50 @@ class Engine:
                     caller_id_for=opts.caller_id_for,
                 )
         for claimed in result.claimed:
-            self.calls[claimed.attempt_id] = Call(claimed.attempt_id, view.id, mono)
+            self.calls[claimed.attempt_id] = Call(
+                claimed.attempt_id,
+                view.id,
+                mono,
+                owner=claimed.callback_owner,
+                callback_id=claimed.callback_id,
+            )
         if result.blocked:
             log.debug("claim blocked %s", result.blocked, extra={"campaign_id": view.id})
         await asyncio.gather(*(self._originate(run, c) for c in result.claimed))
 
     async def _originate(self, run: CampaignRun, claimed: Claimed) -> None:
-        attempt_id, account_id = claimed.attempt_id, claimed.account_id
+        with contextlib.suppress(OriginateRefused):
+            await self._send_originate(
+                run.view,
+                claimed.attempt_id,
+                claimed.account_id,
+                claimed.number,
+                claimed.caller_id,
+                amd=run.view.amd_enabled,
+            )
+
+    async def _send_originate(
+        self,
+        view: CampaignView,
+        attempt_id: int,
+        account_id: int,
+        number: str,
+        caller_id: str | None,
+        *,
+        amd: bool,
+    ) -> None:
+        """One Originate (predictive or preview alike); refused -> the attempt ends `failed`
+        and OriginateRefused is raised again for the caller."""
         request = OriginateRequest(
             attempt_id=attempt_id,
-            campaign_id=run.view.id,
-            number=claimed.number,
-            caller_id=claimed.caller_id or run.view.caller_id,
-            amd=run.view.amd_enabled,
-            machine_action=run.view.machine_action,
-            record=run.view.record_calls,
+            campaign_id=view.id,
+            number=number,
+            caller_id=caller_id or view.caller_id,
+            amd=amd,
+            machine_action=view.machine_action,
+            record=view.record_calls,
             variables={
-                "DIALER_CAMPAIGN_ID": str(run.view.id),
+                "DIALER_CAMPAIGN_ID": str(view.id),
                 "DIALER_ACCOUNT_ID": str(account_id),
             },
         )
@@ -404,10 +508,66 @@ class Engine:
         except OriginateRefused as exc:
             log.warning("originate refused: %s", exc, extra={"attempt_id": attempt_id})
             await self._close(attempt_id, "failed", self.clock())
-            return
-        metrics.record_originated(run.view.id, server)
+            raise
+        metrics.record_originated(view.id, server)
         async with self.sessions.begin() as s:
             await attempts.stamp(s, attempt_id, server=server, originated_at=self.clock())
+
+    # -- preview ------------------------------------------------------------------------------
+    async def dial_preview(
+        self,
+        attempt_id: int,
+        campaign_id: int,
+        agent: ReadyAgent,
+        held: Callable[[], bool] | None = None,
+    ) -> None:
+        """Dial the preview account `agent` holds (its open attempt, claimed by `next_preview`).
+
+        The call is tracked here, in the agent's process, whoever runs the campaign. On a human
+        answer it goes straight to `agent` (no pacing, no abandon: the agent is guaranteed)
+        unless `held()` says the agent let go meanwhile; then it is routed like any call.
+        Raises PreviewRefused when the attempt cannot be dialed, OriginateRefused when no server
+        took it (the attempt is then closed `failed`)."""
+        async with self.sessions() as s:
+            attempt = await s.get(CallAttempt, attempt_id)
+            campaign = await s.get(Campaign, campaign_id)
+            if attempt is None or campaign is None or attempt.campaign_id != campaign_id:
+                raise PreviewRefused(f"attempt {attempt_id} is not of campaign {campaign_id}")
+            if attempt.ended_at is not None:
+                raise PreviewRefused(f"attempt {attempt_id} already ended ({attempt.outcome})")
+            if attempt.agent_id != agent.agent_id:
+                raise PreviewRefused(f"attempt {attempt_id} is not held by this agent")
+            if attempt.originated_at is not None or attempt_id in self.calls:
+                raise PreviewRefused(f"attempt {attempt_id} was dialed already")
+            if campaign.state != CampaignState.RUNNING.value:
+                raise PreviewRefused(f"campaign {campaign_id} is {campaign.state}, not running")
+            view = CampaignView.of(campaign)
+            # Checked again at the dial: the agent may have looked at the account for a while.
+            try:
+                rule = self.options_for(view).rule
+            except ValueError as exc:
+                raise PreviewRefused(f"campaign {campaign_id} settings: {exc}") from exc
+            blocked = await recheck_held(s, attempt_id, self.clock(), rule)
+            if blocked is not None:
+                raise PreviewRefused(f"this account may not be called now: {blocked}")
+            callback = await callbacks_due(s, [attempt.account_id], campaign_id, self.clock())
+            account_id, number, caller_id = attempt.account_id, attempt.number, attempt.caller_id
+        cb_id, _owner = callback.get(account_id, (None, None))
+        if attempt_id in self.calls:  # a second dial raced this one through the checks
+            raise PreviewRefused(f"attempt {attempt_id} was dialed already")
+        self.calls[attempt_id] = Call(
+            attempt_id,
+            campaign_id,
+            self.mono(),
+            agent_id=agent.agent_id,
+            callback_id=cb_id,
+            preview=True,
+            view=view,
+            held=held,
+            agent_channel=agent.channel,
+        )
+        # No AMD: the agent hears a machine themself and the debtor hears no AMD silence.
+        await self._send_originate(view, attempt_id, account_id, number, caller_id, amd=False)
 
     # -- events from telephony ----------------------------------------------------------------
     async def on_event(self, event: CallEvent) -> None:
@@ -490,11 +650,16 @@ class Engine:
     async def _route(self, call: Call) -> None:
         """Bridge to the longest-waiting ready agent within the limit, else the safe harbor."""
         run = self.runs.get(call.campaign_id)
-        limit = run.view.abandon_limit_s if run else 2.0
+        view = run.view if run is not None else call.view
+        limit = view.abandon_limit_s if view is not None else 2.0
         assert call.answered is not None
         deadline = call.answered + max(0.0, limit - SAFE_HARBOR_MARGIN_S)
+        if call.preview and await self._route_preview(call, run):
+            return
         while True:
-            agent = self.agents.longest_waiting(call.campaign_id)
+            # A due callback's owner first when ready; never wait for them while the debtor
+            # waits (the next round asks again, so an owner freed in time still wins).
+            agent = self.agents.longest_waiting(call.campaign_id, prefer=call.owner)
             if agent is not None and await self.agents.reserve(agent.agent_id, call.attempt_id):
                 try:
                     await asyncio.gather(
@@ -525,18 +690,41 @@ class Engine:
             call.abandoned = True
             await self.telephony.safe_harbor(call.attempt_id)
 
+    async def _route_preview(self, call: Call, run: CampaignRun | None) -> bool:
+        """The agent who dialed holds the call (reserved): bridge it to them. False when they
+        let go (logged out, channel lost) or the bridge failed: then the call is routed as any."""
+        agent_id = call.agent_id
+        if agent_id is None or (call.held is not None and not call.held()):
+            log.warning("preview agent gone at the answer", extra={"attempt_id": call.attempt_id})
+            return False
+        try:
+            await asyncio.gather(
+                self.telephony.bridge(call.attempt_id, ReadyAgent(agent_id, call.agent_channel)),
+                self.agents.connected(agent_id, call.attempt_id),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("preview bridge failed", extra={"attempt_id": call.attempt_id})
+            return False
+        await self._bridged(call, agent_id, run)
+        return True
+
     async def _bridged(self, call: Call, agent_id: int, run: CampaignRun | None) -> None:
         call.bridged, call.agent_id = True, agent_id
         now = self.clock()
         if call.answered is not None:
             metrics.record_connected(call.campaign_id, max(0.0, self.mono() - call.answered))
         path = None
-        if run is not None and run.view.record_calls:
+        view = run.view if run is not None else call.view
+        if view is not None and view.record_calls:
             path = await self.telephony.start_recording(call.attempt_id)
         async with self.sessions.begin() as s:
             await attempts.stamp(
                 s, call.attempt_id, bridged_at=now, agent_id=agent_id, recording_path=path
             )
+            if call.callback_id is not None:
+                await attempts.callback_done(s, call.callback_id)
         if run is not None:
             run.window_connected += 1
 
@@ -547,11 +735,8 @@ class Engine:
                 await asyncio.gather(call.routing, return_exceptions=True)
             else:
                 call.routing.cancel()
-        limit = (
-            self.runs[call.campaign_id].view.abandon_limit_s
-            if call.campaign_id in self.runs
-            else 2.0
-        )
+        view = self.runs[call.campaign_id].view if call.campaign_id in self.runs else call.view
+        limit = view.abandon_limit_s if view is not None else 2.0
         if call.bridged:
             outcome = "human"
         elif call.abandoned:
@@ -579,7 +764,13 @@ class Engine:
     ) -> None:
         call = self.calls.pop(attempt_id, None)
         run = self.runs.get(call.campaign_id) if call else None
-        rules = run.rules if run else RetryRules()
+        rules = (
+            run.rules
+            if run
+            else RetryRules.from_campaign(call.view.retry_rules)
+            if call is not None and call.view is not None
+            else RetryRules()
+        )
         abandoned = bool(call and call.abandoned)
         with metrics.timed_db_write("close_attempt"):
             async with self.sessions.begin() as s:
@@ -618,7 +809,13 @@ class Engine:
             return
         live = await self.telephony.live_attempts([c.attempt_id for c in adopted])
         for call in adopted:
-            if call.attempt_id not in live:
+            if call.attempt_id in live:
+                call.missing = 0
+                continue
+            # Gone from Asterisk: its Hangup (followed since the adoption) normally closed it
+            # already with the real outcome; missing twice in a row, it never will.
+            call.missing += 1
+            if call.missing >= 2:
                 await self._close(call.attempt_id, "human" if call.bridged else "lost", now)
 
     # -- recovery -----------------------------------------------------------------------------
@@ -627,13 +824,20 @@ class Engine:
 
         Returns how many were closed as `lost`. Nothing is ever re-dialed here.
         """
+        now = self.clock()
         async with self.sessions() as s:
-            open_rows = [a for a in await attempts.open_attempts(s) if a.campaign_id == campaign_id]
+            open_rows = [
+                a
+                for a in await attempts.open_attempts(s)
+                if a.campaign_id == campaign_id and not _held_preview(a, now)
+            ]
         known = [a.id for a in open_rows if a.id not in self.calls]
         if not known:
             return 0
+        # Followed first, listed second: a call that ends in between is still seen ending.
+        self.telephony.follow(known)
         live = await self.telephony.live_attempts(known)
-        now, mono = self.clock(), self.mono()
+        mono = self.mono()
         closed = 0
         for row in open_rows:
             if row.id in self.calls or row.id in live:

@@ -7,8 +7,14 @@ channel variables that the shipped dialplan reads (asterisk_conf/extensions.conf
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from panoramisk.message import Message
 
 from dialer.engine.ports import (
     CallEvent,
@@ -19,6 +25,7 @@ from dialer.engine.ports import (
 )
 from dialer.telephony import calls as tcalls
 from dialer.telephony.ami import AmiError
+from dialer.telephony.outcomes import Outcome, outcome_of_unanswered
 from dialer.telephony.pool import NoCapacity, ServerPool
 
 log = logging.getLogger("dialer.engine.telephony")
@@ -54,11 +61,96 @@ def to_engine_event(event: tcalls.CallEvent) -> CallEvent | None:
     )
 
 
+# Where an answered call was when it ended (DIALER_STAGE in the DialerCallEnd user event) -> the
+# outcome of an adopted call, whose earlier events this process never saw.
+_STAGE_OUTCOMES = {
+    "connected": Outcome.HUMAN,
+    "safe-harbor": Outcome.ABANDONED,
+    "machine": Outcome.MACHINE,
+    "machine-message": Outcome.MACHINE,
+}
+# The Local ;1 half of a dialer call: its Hangup is the call's end (the ;2 half is "<id>-2").
+_FIRST_HALF = re.compile(r"^dialer-\d+-[0-9a-f]+$")
+
+
+@dataclass(slots=True)
+class _Followed:
+    dial_status: str | None = None
+    hangup_cause: int | None = None
+    outcome: Outcome | None = None
+
+
 class PoolTelephony:
     """Implements `dialer.engine.ports.TelephonyPort` with a `ServerPool`."""
 
     def __init__(self, pool: ServerPool) -> None:
         self.pool = pool
+        self._followed: dict[int, _Followed] = {}
+        for server in pool.servers:
+            server.connection.listeners.append(functools.partial(self._on_ami, server.name))
+
+    def follow(self, attempt_ids: Sequence[int]) -> None:
+        for attempt_id in attempt_ids:
+            self._followed.setdefault(attempt_id, _Followed())
+
+    def _on_ami(self, server: str, message: Message) -> None:
+        """The end of adopted calls, from the shipped dialplan's user events and the Hangup of
+        the call's first channel (the call tracker knows only the calls it originated)."""
+        if not self._followed:
+            return
+        name = message.get("Event")
+        if name == "UserEvent":
+            try:
+                attempt_id = int(str(message.get("Attempt", "")))
+            except ValueError:
+                return
+            followed = self._followed.get(attempt_id)
+            if followed is None:
+                return
+            kind = message.get("UserEvent")
+            if kind == "DialerDialResult":
+                followed.dial_status = str(message.get("DialStatus", "")) or None
+            elif kind == "DialerCallEnd":
+                stage = str(message.get("Stage", ""))
+                amd = str(message.get("Amd", "")).upper()
+                followed.outcome = _STAGE_OUTCOMES.get(
+                    stage, Outcome.MACHINE if amd == "MACHINE" else Outcome.HUNG_UP_EARLY
+                )
+            return
+        if name != "Hangup":
+            return
+        uniqueid = str(message.get("Uniqueid", ""))
+        ended = tcalls.attempt_of(uniqueid)
+        if ended is None or not _FIRST_HALF.match(uniqueid):
+            return
+        attempt_id = ended
+        followed = self._followed.pop(attempt_id, None)
+        if followed is None:
+            return
+        with contextlib.suppress(ValueError):
+            followed.hangup_cause = int(str(message.get("Cause", "")))
+        outcome = followed.outcome or outcome_of_unanswered(
+            dial_status=followed.dial_status, hangup_cause=followed.hangup_cause
+        )
+        now = tcalls.utcnow()
+        channel = str(message.get("Channel", "")) or None
+        kinds = [tcalls.CallEventKind.ENDED]
+        if outcome is Outcome.ABANDONED:
+            kinds.insert(0, tcalls.CallEventKind.ABANDONED)
+        for kind in kinds:
+            self.pool.events.put_nowait(
+                tcalls.CallEvent(
+                    kind=kind,
+                    server=server,
+                    attempt_id=attempt_id,
+                    at=now,
+                    state=tcalls.CallState.ENDED,
+                    outcome=outcome,
+                    channel=channel,
+                    hangup_cause=followed.hangup_cause,
+                    dial_status=followed.dial_status,
+                )
+            )
 
     async def originate(self, request: OriginateRequest) -> str:
         variables = {

@@ -92,13 +92,22 @@ class TelephonyPort(Protocol):
         """Of `candidates`, the attempts Asterisk still has a channel for (resync)."""
         ...
 
+    def follow(self, attempt_ids: Sequence[int]) -> None:
+        """Calls another (dead) process placed, adopted after a restart: report their end as
+        events (ENDED with the real outcome, ABANDONED before it for a safe harbor) when
+        Asterisk says it; the engine's polling of `live_attempts` remains the backstop."""
+        ...
+
 
 class AgentsPort(Protocol):
     def views(self, campaign_id: int) -> list[AgentView]:
         """The campaign's agents for the pacing snapshot (away agents excluded)."""
         ...
 
-    def longest_waiting(self, campaign_id: int) -> ReadyAgent | None: ...
+    def longest_waiting(self, campaign_id: int, prefer: int | None = None) -> ReadyAgent | None:
+        """`prefer` (a due callback's owner) when that agent is ready for the campaign, else the
+        ready agent of the campaign who has waited longest."""
+        ...
 
     async def reserve(self, agent_id: int, attempt_id: int) -> bool:
         """Ready -> reserved; False when the agent is no longer ready."""

@@ -47,7 +47,8 @@ class BehaviourModel(Protocol):
     def behaviour(self, number: str) -> Behaviour: ...
 
 
-_TESTBED = re.compile(r"^555(\d)(\d\d)$")
+# A suffix of two or more digits is allowed, as in the testbed's dialplan (one number per account).
+_TESTBED = re.compile(r"^555(\d)(\d\d)(?:\d{2,})?$")
 
 
 class TestbedNumbers:
@@ -55,7 +56,8 @@ class TestbedNumbers:
 
     5551NN human ringing NN s; 5552NN machine ringing NN s; 555300 busy; 555400 never answered;
     555500 congestion; 5556NN answers and hangs up after NN s silently; 5557NN human who hangs up
-    NN s after answering; 555800 unallocated. Any other number: `default`.
+    NN s after answering; 555800 unallocated; a longer number behaves as its first six digits.
+    Any other number: `default`.
     """
 
     __test__ = False  # not a pytest class despite the name

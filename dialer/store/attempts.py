@@ -11,7 +11,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.domain.retry import PhoneState, RetryRules, after_attempt
-from dialer.store.models import Account, CallAttempt, CampaignAccount, MemberState, Phone
+from dialer.store.models import (
+    Account,
+    CallAttempt,
+    Callback,
+    CallbackStatus,
+    CampaignAccount,
+    MemberState,
+    Phone,
+)
 
 _STAMPS = ("originated_at", "answered_at", "bridged_at")
 
@@ -101,6 +109,15 @@ async def close(
             .values(next_attempt_at=after.account_next_at)
         )
     return True
+
+
+async def callback_done(session: AsyncSession, callback_id: int) -> None:
+    """The callback's call reached an agent: it is honoured (a pending one only)."""
+    await session.execute(
+        update(Callback)
+        .where(Callback.id == callback_id, Callback.status == CallbackStatus.PENDING.value)
+        .values(status=CallbackStatus.DONE.value)
+    )
 
 
 async def open_attempts(session: AsyncSession, server: str | None = None) -> list[CallAttempt]:

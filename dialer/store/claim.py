@@ -7,13 +7,14 @@ by other dialer processes while this one holds the accounts' locks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.store.models import (
@@ -31,6 +32,10 @@ from dialer.store.models import (
 # next time. Postgres re-checks this column on rows another claimer just updated.
 IN_FLIGHT_PARK = dt.timedelta(hours=6)
 HISTORY = dt.timedelta(days=8)
+# An account whose number is on another account's call now is looked at again after this.
+NUMBER_BUSY = dt.timedelta(seconds=60)
+# First key of the two-key advisory locks on numbers (its own key space; the second is a hash).
+NUMBER_LOCK_SPACE = 0x4E554D  # "NUM"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ class Claimed:
     number: str
     time_zone: str | None
     caller_id: str | None = None  # the caller ID written on the attempt
+    callback_id: int | None = None  # the due callback this call honours
+    callback_owner: int | None = None  # its owner agent: the router offers them the call first
 
 
 @dataclass(slots=True)
@@ -116,6 +123,169 @@ def first_dialable_phone(candidate: Candidate, now: dt.datetime) -> Choice:
             retry_at=min(p.next_attempt_at for p in usable if p.next_attempt_at),
         )
     return Choice(due[0])
+
+
+async def _take_number(session: AsyncSession, number: str) -> bool:
+    """Postgres: whether this transaction may dial `number` now. Another claimer (any campaign,
+    any process) holding the number's lock, or an open attempt committed meanwhile, says no.
+    The lock is a try-lock (never waits, so no deadlock) released at commit, by which time the
+    attempt row is visible to the next claimer's re-check."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return True  # SQLite: one writer at a time, the snapshot check above is enough
+    taken = (
+        await session.execute(
+            select(func.pg_try_advisory_xact_lock(NUMBER_LOCK_SPACE, func.hashtext(number)))
+        )
+    ).scalar_one()
+    if not taken:
+        return False
+    open_now = (
+        await session.execute(
+            select(CallAttempt.id)
+            .where(CallAttempt.number == number, CallAttempt.ended_at.is_(None))
+            .limit(1)
+        )
+    ).first()
+    return open_now is None
+
+
+async def callbacks_due(
+    session: AsyncSession, account_ids: Sequence[int], campaign_id: int, now: dt.datetime
+) -> dict[int, tuple[int, int | None]]:
+    """Account id -> (callback id, owner agent id) of its earliest pending callback due by `now`
+    for `campaign_id` (or for any campaign)."""
+    if not account_ids:
+        return {}
+    rows = await session.execute(
+        select(Callback.account_id, Callback.id, Callback.owner_agent_id)
+        .where(
+            Callback.account_id.in_(account_ids),
+            Callback.status == CallbackStatus.PENDING.value,
+            Callback.due_at <= now,
+            or_(Callback.campaign_id.is_(None), Callback.campaign_id == campaign_id),
+        )
+        .order_by(Callback.due_at, Callback.id)
+    )
+    due: dict[int, tuple[int, int | None]] = {}
+    for account_id, callback_id, owner in rows:
+        due.setdefault(account_id, (callback_id, owner))
+    return due
+
+
+async def _candidates(
+    session: AsyncSession,
+    campaign_id: int,
+    account_ids: Sequence[int],
+    now: dt.datetime,
+    skip_attempt: int | None = None,
+) -> tuple[dict[int, Candidate], set[int]]:
+    """What the compliance rule sees about each account, and the accounts with an open attempt;
+    `skip_attempt` (a held preview being re-checked) counts as neither history nor open."""
+    other = CallAttempt.id != skip_attempt if skip_attempt is not None else true()
+    accounts = {
+        a.id: a
+        for a in (
+            await session.execute(select(Account).where(Account.id.in_(account_ids)))
+        ).scalars()
+    }
+    still_open = set(
+        (
+            await session.execute(
+                select(CallAttempt.account_id).where(
+                    CallAttempt.account_id.in_(account_ids),
+                    CallAttempt.ended_at.is_(None),
+                    other,
+                )
+            )
+        ).scalars()
+    )
+    phones: dict[int, list[Phone]] = defaultdict(list)
+    for phone in (
+        await session.execute(
+            select(Phone)
+            .where(Phone.account_id.in_(account_ids))
+            .order_by(Phone.priority, Phone.id)
+        )
+    ).scalars():
+        phones[phone.account_id].append(phone)
+    history: dict[int, list[PastAttempt]] = defaultdict(list)
+    rows = await session.execute(
+        select(
+            CallAttempt.account_id,
+            CallAttempt.phone_id,
+            CallAttempt.created_at,
+            CallAttempt.outcome,
+            CallAttempt.abandoned,
+            CallAttempt.bridged_at,
+        ).where(
+            CallAttempt.account_id.in_(account_ids), CallAttempt.created_at >= now - HISTORY, other
+        )
+    )
+    for acc_id, phone_id, created, outcome, abandoned, bridged in rows:
+        history[acc_id].append(
+            PastAttempt(phone_id, created, outcome, abandoned, bridged is not None, bridged)
+        )
+    # Lifetime totals for the total caps, same snapshot rule as the history above.
+    phone_totals: dict[int, int] = {}
+    account_totals: dict[int, int] = defaultdict(int)
+    for acc_id, phone_id, n in await session.execute(
+        select(CallAttempt.account_id, CallAttempt.phone_id, func.count())
+        .where(CallAttempt.account_id.in_(account_ids), other)
+        .group_by(CallAttempt.account_id, CallAttempt.phone_id)
+    ):
+        phone_totals[phone_id] = int(n)
+        account_totals[acc_id] += int(n)
+    numbers = {p.number for ps in phones.values() for p in ps}
+    # Number -> latest expiry of its unexpired entries (None: an entry that never expires).
+    dnc: dict[str, dt.datetime | None] = {}
+    if numbers:
+        for number, expires in await session.execute(
+            select(DncEntry.number, DncEntry.expires_at).where(
+                DncEntry.number.in_(numbers),
+                or_(DncEntry.campaign_id.is_(None), DncEntry.campaign_id == campaign_id),
+                or_(DncEntry.expires_at.is_(None), DncEntry.expires_at > now),
+            )
+        ):
+            if number not in dnc:
+                dnc[number] = expires
+            else:
+                known = dnc[number]
+                dnc[number] = None if known is None or expires is None else max(known, expires)
+    candidates: dict[int, Candidate] = {}
+    for acc_id, account in accounts.items():
+        acc_phones = phones.get(acc_id, [])
+        candidates[acc_id] = Candidate(
+            account=account,
+            phones=acc_phones,
+            attempts=sorted(history.get(acc_id, []), key=lambda a: a.created_at),
+            dnc_numbers=frozenset(p.number for p in acc_phones if p.number in dnc),
+            campaign_id=campaign_id,
+            account_total_attempts=account_totals.get(acc_id, 0),
+            phone_total_attempts={p.id: phone_totals.get(p.id, 0) for p in acc_phones},
+            dnc_expires={p.number: dnc[p.number] for p in acc_phones if p.number in dnc},
+        )
+    return candidates, still_open
+
+
+async def recheck_held(
+    session: AsyncSession, attempt_id: int, now: dt.datetime, rule: Rule
+) -> str | None:
+    """Why the phone of a held (claimed, not yet dialed) attempt may not be dialed now, or None:
+    a preview account an agent looked at for a while is checked again at the dial (the calling
+    window may have closed, a DNC entry or a cap may have come meanwhile)."""
+    attempt = await session.get(CallAttempt, attempt_id)
+    if attempt is None:
+        return f"attempt {attempt_id} does not exist"
+    candidates, _ = await _candidates(
+        session, attempt.campaign_id, [attempt.account_id], now, skip_attempt=attempt_id
+    )
+    candidate = candidates.get(attempt.account_id)
+    if candidate is None:
+        return f"attempt {attempt_id} has no account"
+    # The rule judges the held phone alone: another phone being dialable does not make it so.
+    only = [p for p in candidate.phones if p.id == attempt.phone_id]
+    choice = rule(dataclasses.replace(candidate, phones=only), now)
+    return None if choice.phone is not None else choice.reason or "blocked"
 
 
 async def claim_phones(
@@ -175,88 +345,27 @@ async def claim_phones(
         return result
 
     # Second statement, fresh snapshot: what other processes committed before we got the locks.
-    accounts = {
-        a.id: a
-        for a in (
-            await session.execute(select(Account).where(Account.id.in_(account_ids)))
-        ).scalars()
-    }
-    still_open = set(
-        (
-            await session.execute(
-                select(CallAttempt.account_id).where(
-                    CallAttempt.account_id.in_(account_ids), CallAttempt.ended_at.is_(None)
-                )
-            )
-        ).scalars()
-    )
-    phones: dict[int, list[Phone]] = defaultdict(list)
-    for phone in (
-        await session.execute(
-            select(Phone)
-            .where(Phone.account_id.in_(account_ids))
-            .order_by(Phone.priority, Phone.id)
-        )
-    ).scalars():
-        phones[phone.account_id].append(phone)
-    history: dict[int, list[PastAttempt]] = defaultdict(list)
-    rows = await session.execute(
-        select(
-            CallAttempt.account_id,
-            CallAttempt.phone_id,
-            CallAttempt.created_at,
-            CallAttempt.outcome,
-            CallAttempt.abandoned,
-            CallAttempt.bridged_at,
-        ).where(CallAttempt.account_id.in_(account_ids), CallAttempt.created_at >= now - HISTORY)
-    )
-    for acc_id, phone_id, created, outcome, abandoned, bridged in rows:
-        history[acc_id].append(
-            PastAttempt(phone_id, created, outcome, abandoned, bridged is not None, bridged)
-        )
-    # Lifetime totals for the total caps, same snapshot rule as the history above.
-    phone_totals: dict[int, int] = {}
-    account_totals: dict[int, int] = defaultdict(int)
-    for acc_id, phone_id, n in await session.execute(
-        select(CallAttempt.account_id, CallAttempt.phone_id, func.count())
-        .where(CallAttempt.account_id.in_(account_ids))
-        .group_by(CallAttempt.account_id, CallAttempt.phone_id)
-    ):
-        phone_totals[phone_id] = int(n)
-        account_totals[acc_id] += int(n)
-    numbers = {p.number for ps in phones.values() for p in ps}
-    # Number -> latest expiry of its unexpired entries (None: an entry that never expires).
-    dnc: dict[str, dt.datetime | None] = {}
+    candidates, still_open = await _candidates(session, campaign_id, account_ids, now)
+    numbers = {p.number for c in candidates.values() for p in c.phones}
+    # The same number may sit on several accounts (family, employer): it rings once at a time.
+    busy_numbers: set[str] = set()
     if numbers:
-        for number, expires in await session.execute(
-            select(DncEntry.number, DncEntry.expires_at).where(
-                DncEntry.number.in_(numbers),
-                or_(DncEntry.campaign_id.is_(None), DncEntry.campaign_id == campaign_id),
-                or_(DncEntry.expires_at.is_(None), DncEntry.expires_at > now),
-            )
-        ):
-            if number not in dnc:
-                dnc[number] = expires
-            else:
-                known = dnc[number]
-                dnc[number] = None if known is None or expires is None else max(known, expires)
+        busy_numbers = set(
+            (
+                await session.execute(
+                    select(CallAttempt.number).where(
+                        CallAttempt.number.in_(numbers), CallAttempt.ended_at.is_(None)
+                    )
+                )
+            ).scalars()
+        )
 
     for acc_id in account_ids:
         if len(result.claimed) >= count:
             break
         if acc_id in still_open:
             continue
-        acc_phones = phones.get(acc_id, [])
-        candidate = Candidate(
-            account=accounts[acc_id],
-            phones=acc_phones,
-            attempts=sorted(history.get(acc_id, []), key=lambda a: a.created_at),
-            dnc_numbers=frozenset(p.number for p in acc_phones if p.number in dnc),
-            campaign_id=campaign_id,
-            account_total_attempts=account_totals.get(acc_id, 0),
-            phone_total_attempts={p.id: phone_totals.get(p.id, 0) for p in acc_phones},
-            dnc_expires={p.number: dnc[p.number] for p in acc_phones if p.number in dnc},
-        )
+        candidate = candidates[acc_id]
         choice = rule(candidate, now)
         member = (CampaignAccount.campaign_id == campaign_id, CampaignAccount.account_id == acc_id)
         if choice.phone is None:
@@ -269,13 +378,23 @@ async def claim_phones(
             )
             await session.execute(update(CampaignAccount).where(*member).values(**values))
             continue
+        if choice.phone.number in busy_numbers or not await _take_number(
+            session, choice.phone.number
+        ):
+            reason = "number on another call"
+            result.blocked[reason] = result.blocked.get(reason, 0) + 1
+            await session.execute(
+                update(CampaignAccount).where(*member).values(next_attempt_at=now + NUMBER_BUSY)
+            )
+            continue
+        busy_numbers.add(choice.phone.number)
         attempt = CallAttempt(
             campaign_id=campaign_id,
             account_id=acc_id,
             phone_id=choice.phone.id,
             number=choice.phone.number,
             caller_id=(
-                caller_id_for(accounts[acc_id], choice.phone) if caller_id_for else caller_id
+                caller_id_for(candidate.account, choice.phone) if caller_id_for else caller_id
             ),
             created_at=now,
         )
@@ -297,8 +416,11 @@ async def claim_phones(
                 acc_id,
                 choice.phone.id,
                 choice.phone.number,
-                choice.phone.time_zone or accounts[acc_id].time_zone,
+                choice.phone.time_zone or candidate.account.time_zone,
                 attempt.caller_id,
             )
         )
+    due = await callbacks_due(session, [c.account_id for c in result.claimed], campaign_id, now)
+    for claimed in result.claimed:
+        claimed.callback_id, claimed.callback_owner = due.get(claimed.account_id, (None, None))
     return result

@@ -161,7 +161,7 @@ async def test_a_killed_dialer_restarts_without_dialing_anything_twice(
         async with asyncio.timeout(60):
             while True:
                 rows = await attempts()
-                live_400 = [r for r in rows if r.number == "555400" and r.ended_at is None]
+                live_400 = [r for r in rows if r.number.startswith("555400") and not r.ended_at]
                 if len(rows) >= 12 and live_400:
                     break
                 await asyncio.sleep(0.2)
@@ -170,7 +170,7 @@ async def test_a_killed_dialer_restarts_without_dialing_anything_twice(
         await drop_agents(*agents)
         agents = None
         left_open = {r.id: r.number for r in await attempts() if r.ended_at is None}
-        assert any(n == "555400" for n in left_open.values()), left_open
+        assert any(n.startswith("555400") for n in left_open.values()), left_open
 
         second = Serve("dialer-second", url, asterisk_ami, log_dir)
         await second.wait_up()
@@ -203,10 +203,15 @@ async def test_a_killed_dialer_restarts_without_dialing_anything_twice(
     assert set(view) == {r.id for r in rows}
     assert {i: c.linkedids for i, c in view.items() if len(c.linkedids) != 1} == {}
     # The attempts the crash left open were reconciled: the ringing ones followed to their end in
-    # Asterisk (closed after their last channel hung up), the rest closed as lost.
+    # Asterisk (closed after their last channel hung up, with the outcome Asterisk reported),
+    # the rest closed as lost.
     for attempt_id in left_open:
         row = next(r for r in rows if r.id == attempt_id)
-        assert row.outcome in ("lost", "human"), (row.number, row.outcome)
+        if row.number.startswith("555400"):  # rang out 25 s after the dial: surely adopted alive
+            assert row.outcome == "no_answer", (row.number, row.outcome)
+        else:
+            real = expected_outcomes(row.number) | {"lost"}
+            assert row.outcome in real, (row.number, row.outcome)
         assert row.ended_at is not None
         assert row.ended_at.timestamp() >= view[attempt_id].last_hangup_ts - 0.5, row.number
     # The campaign resumed under the second process, which dialed the rest.

@@ -86,7 +86,7 @@ class OneAgentHub:
     def views(self, campaign_id: int) -> list[AgentView]:
         return [AgentView(self.state, 1.0)]
 
-    def longest_waiting(self, campaign_id: int) -> ReadyAgent | None:
+    def longest_waiting(self, campaign_id: int, prefer: int | None = None) -> ReadyAgent | None:
         if self.state is not AgentState.READY:
             return None
         return ReadyAgent(self.agent_id, f"agent-{self.agent_id}")

@@ -7,6 +7,7 @@ committed, and /metrics shows the AMI link, the socket, the promise and the data
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from decimal import Decimal
@@ -36,7 +37,7 @@ from dialer.store.models import (
 )
 from tests.e2e.test_engine_asterisk import midday_zone
 from tests.e2e.test_telephony_outcomes import settings as ami_settings
-from tests.fixtures.asterisk import AsteriskAmi
+from tests.fixtures.asterisk import AmiClient, AsteriskAmi
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
 PASSWORD = "agent-pass-123"
@@ -44,7 +45,7 @@ Msg = dict[str, object]
 
 
 async def recv(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float) -> Msg:
-    async with __import__("asyncio").timeout(timeout):
+    async with asyncio.timeout(timeout):
         while True:
             msg = await ws.receive()
             assert msg.type == aiohttp.WSMsgType.TEXT, f"socket closed: {msg}"
@@ -55,7 +56,7 @@ async def recv(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float) -
 
 async def ask(ws: aiohttp.ClientWebSocketResponse, message: Msg, kind: str) -> Msg:
     await ws.send_str(json.dumps({"v": 1, **message}))
-    async with __import__("asyncio").timeout(10):
+    async with asyncio.timeout(10):
         while True:
             data: Msg = json.loads((await ws.receive()).data)
             if data.get("re") == message["id"] and data["type"] in (kind, "error"):
@@ -73,8 +74,19 @@ async def scrape(client: TestClient[web.Request, web.Application]) -> dict[str, 
     return values
 
 
+async def agent_channel(ami: AmiClient, agent_id: int) -> str:
+    """The agent's nailed-up channel, as the dialplan records it in a global variable."""
+    reply = await ami.send({"Action": "Getvar", "Variable": f"DIALER_AGENT_{agent_id}"})
+    return str(reply[0].get("Value") or "")
+
+
+async def channel_names(ami: AmiClient) -> set[str]:
+    listed = await ami.send({"Action": "CoreShowChannels"})
+    return {str(c["Channel"]) for c in listed if c.get("Event") == "CoreShowChannel"}
+
+
 async def test_an_agent_takes_a_real_call_through_the_service(
-    pg_engine: AsyncEngine, asterisk_ami: AsteriskAmi
+    pg_engine: AsyncEngine, asterisk_ami: AsteriskAmi, ami: AmiClient
 ) -> None:
     sessions = make_sessionmaker(pg_engine)
     async with sessions.begin() as s:
@@ -150,6 +162,17 @@ async def test_an_agent_takes_a_real_call_through_the_service(
             "ack",
         )
         assert ack["type"] == "ack", ack
+        # Logging out hangs up the agent's phone: its nailed-up channel leaves Asterisk.
+        channel = await agent_channel(ami, agent_id)
+        assert channel in await channel_names(ami), "the agent's channel should be up"
+        async with asyncio.timeout(15):
+            while (await ask(ws, {"type": "state.logout", "id": "lo"}, "state")).get(
+                "state"
+            ) != "offline":
+                await asyncio.sleep(0.2)  # still in wrap-up: try again
+            while channel in await channel_names(ami):
+                await asyncio.sleep(0.2)
+        assert await agent_channel(ami, agent_id) == ""
         await ws.close()
     finally:
         await client.close()

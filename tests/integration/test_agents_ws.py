@@ -26,6 +26,7 @@ from agents_ws.server import HUB
 from dialer.agent_service import HubAgents, build_screen_pop
 from dialer.app import build_app
 from dialer.auth import hash_password
+from dialer.engine.ports import ReadyAgent
 from dialer.settings import Settings
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import (
@@ -41,6 +42,7 @@ from dialer.store.models import (
     Phone,
     PromiseToPay,
 )
+from tests.e2e.campaign_harness import midday_zone
 
 PASSWORD = "correct horse battery"
 _ids = itertools.count(1)
@@ -660,6 +662,21 @@ async def test_engine_adapter_reserves_longest_waiting_and_pushes_pop(floor: Flo
     )
 
 
+async def test_engine_adapter_prefers_a_ready_owner_else_the_longest_waiting(
+    floor: Floor,
+) -> None:
+    first, _ = await ready_agent(floor, "ana")  # waited longest
+    owner, _ = await ready_agent(floor, "bea")
+    offer = await floor.account()
+    agents = HubAgents(floor.hub, floor.sessions)
+    cid = offer.campaign_id
+    assert agents.longest_waiting(cid) == ReadyAgent(first, "PJSIP/ana")
+    assert agents.longest_waiting(cid, prefer=owner) == ReadyAgent(owner, "PJSIP/bea")
+    assert offer.attempt_id is not None
+    assert await agents.reserve(owner, offer.attempt_id)  # the owner is busy now
+    assert agents.longest_waiting(cid, prefer=owner) == ReadyAgent(first, "PJSIP/ana")
+
+
 async def test_hub_tells_listener_when_agent_is_ready_and_call_is_finished(floor: Floor) -> None:
     recorder = Recorder()
     floor.hub.listen(recorder)
@@ -677,8 +694,16 @@ async def test_hub_tells_listener_when_agent_is_ready_and_call_is_finished(floor
 
 async def test_preview_next_claims_an_account_and_skip_ends_its_attempt(floor: Floor) -> None:
     async with floor.sessions.begin() as s:
-        campaign = Campaign(name="preview", dial_mode="preview", state="running")
-        account = Account(external_ref="p1", name="Luis Mora", balance=Decimal("80.00"))
+        # Midday in the debtor's zone: the claim applies the campaign's calling window.
+        campaign = Campaign(
+            name="preview", dial_mode="preview", state="running", compliance_profile="MX"
+        )
+        account = Account(
+            external_ref="p1",
+            name="Luis Mora",
+            balance=Decimal("80.00"),
+            time_zone=midday_zone(dt.datetime.now(dt.UTC)),
+        )
         s.add_all([campaign, account])
         await s.flush()
         s.add_all(

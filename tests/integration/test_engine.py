@@ -34,6 +34,7 @@ class Telephony:
     originated: list[OriginateRequest] = field(default_factory=list)
     commands: list[tuple[str, int, float]] = field(default_factory=list)
     live: set[int] = field(default_factory=set)
+    followed: list[int] = field(default_factory=list)
 
     async def originate(self, request: OriginateRequest) -> str:
         self.originated.append(request)
@@ -63,6 +64,9 @@ class Telephony:
     async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
         return {c for c in candidates if c in self.live}
 
+    def follow(self, attempt_ids: Sequence[int]) -> None:
+        self.followed.extend(attempt_ids)
+
 
 @dataclass
 class Hub:
@@ -77,10 +81,12 @@ class Hub:
     def views(self, campaign_id: int) -> list[AgentView]:
         return [AgentView(s, 1.0) for s, _ in self.agents.values()]  # type: ignore[arg-type]
 
-    def longest_waiting(self, campaign_id: int) -> ReadyAgent | None:
+    def longest_waiting(self, campaign_id: int, prefer: int | None = None) -> ReadyAgent | None:
         ready = [(since, aid) for aid, (s, since) in self.agents.items() if s is AgentState.READY]
         if not ready:
             return None
+        if prefer is not None and any(aid == prefer for _, aid in ready):
+            return ReadyAgent(prefer, f"Local/agent{prefer}@nailed")
         _, aid = min(ready)  # type: ignore[type-var]
         return ReadyAgent(aid, f"Local/agent{aid}@nailed")
 

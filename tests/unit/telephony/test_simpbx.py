@@ -21,6 +21,8 @@ from dialer.simpbx.server import SimPbx, channel_id_for
         ("555710", Fate.HUMAN, 1.0),
         ("555800", Fate.INVALID, 0.0),
         ("+555300", Fate.BUSY, 0.2),
+        ("5553000042", Fate.BUSY, 0.2),  # one number per account: the first six digits decide
+        ("5551070001", Fate.HUMAN, 7.0),
     ],
 )
 def test_testbed_numbers_decide_the_debtors_behaviour(number: str, fate: Fate, ring: float) -> None:

@@ -1,0 +1,61 @@
+"""Calls adopted after a restart end with what Asterisk reports, not `lost`: the engine asks
+telephony to follow them, and closes one as lost only when it vanished without a word."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialer.engine.ports import CallEvent, CallEventKind
+from dialer.store.claim import claim_phones
+from dialer.store.db import make_sessionmaker
+from dialer.store.models import CallAttempt
+from tests.integration.test_engine import Hub, Telephony, _campaign, _engine
+
+pytestmark = pytest.mark.postgres
+
+
+async def _left_open(db: AsyncEngine, campaign_id: int) -> int:
+    """An attempt a killed process left open (its call still ringing in Asterisk)."""
+    async with make_sessionmaker(db).begin() as s:
+        claimed = await claim_phones(s, campaign_id, 1, dt.datetime.now(dt.UTC))
+        return claimed.claimed[0].attempt_id
+
+
+async def _outcome(db: AsyncEngine, attempt_id: int) -> str | None:
+    async with make_sessionmaker(db)() as s:
+        row = await s.get(CallAttempt, attempt_id)
+    assert row is not None
+    return row.outcome
+
+
+async def test_an_adopted_call_is_closed_with_its_real_outcome(engine: AsyncEngine) -> None:
+    cid = await _campaign(engine, accounts=1)
+    attempt_id = await _left_open(engine, cid)
+    tel = Telephony(live={attempt_id})
+    eng = _engine(engine, tel, Hub())
+    assert await eng.reconcile(cid) == 0
+    assert eng.calls[attempt_id].adopted and tel.followed == [attempt_id]
+    now = dt.datetime.now(dt.UTC)
+    await eng.on_event(
+        CallEvent(attempt_id, CallEventKind.ENDED, now, outcome="no_answer", hangup_cause=19)
+    )
+    assert await _outcome(engine, attempt_id) == "no_answer"
+
+
+async def test_an_adopted_call_that_vanished_silently_is_closed_lost(engine: AsyncEngine) -> None:
+    cid = await _campaign(engine, accounts=1)
+    attempt_id = await _left_open(engine, cid)
+    tel = Telephony(live={attempt_id})
+    eng = _engine(engine, tel, Hub())
+    await eng.reconcile(cid)
+    tel.live.clear()  # gone, and no Hangup ever reached this process
+    now = dt.datetime.now(dt.UTC)
+    await eng._follow_adopted(cid, now)
+    assert await _outcome(engine, attempt_id) is None, "one miss: its Hangup may be on its way"
+    await asyncio.sleep(0)
+    await eng._follow_adopted(cid, now)
+    assert await _outcome(engine, attempt_id) == "lost"
