@@ -187,9 +187,8 @@ class Phone(Base):
     __table_args__ = (UniqueConstraint("account_id", "number", name="uq_phones_account_number"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own: uq_phones_account_number (account_id, number) serves those lookups.
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     number: Mapped[str] = mapped_column(String(20), index=True)  # E.164
     phone_type: Mapped[str] = mapped_column(String(16), default="unknown")
     priority: Mapped[int] = mapped_column(Integer, default=1)
