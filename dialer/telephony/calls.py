@@ -27,6 +27,7 @@ A call the dialer thought alive that Asterisk no longer has ends with outcome `l
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import logging
@@ -189,6 +190,7 @@ class CallTracker:
         clock: Callable[[], dt.datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         lost_grace: float = 3.0,
+        failure_grace: float = 1.0,
         ignored_contexts: Iterable[str] = DEFAULT_IGNORED_CONTEXTS,
     ) -> None:
         self.server = server
@@ -198,6 +200,9 @@ class CallTracker:
         # A call whose Originate is younger than this is not called lost when its channel is
         # missing from the list: Asterisk may not have created it yet.
         self.lost_grace = lost_grace
+        # How long a failed OriginateResponse that came before its channels' events waits for
+        # them (their Hangup cause tells an invalid number from a plain failure).
+        self.failure_grace = failure_grace
         self.ignored_contexts = frozenset(ignored_contexts)
         self.calls: dict[int, Call] = {}  # in flight (not ended)
         self._by_uid: dict[str, Call] = {}
@@ -325,12 +330,30 @@ class CallTracker:
         call.originate_reason = reason
         if store.get("response", ("", ""))[1] == "Success":
             self._answered(call)
-        elif not call.legs:
+        elif not call.legs and (reason in ("", "0") or not self._end_later(call)):
             # Failed before any channel existed (or after all of them went): no Hangup will come.
             # With legs still up, their Hangup events (with the cause and DIALSTATUS that tell
             # busy from an invalid number) are sure to follow, so the call ends on those; the
             # periodic audit closes it should they never come.
+            # A reason other than 0 means a channel did exist: under load Asterisk may deliver
+            # this response before that channel's Newchannel/Hangup events (they travel on
+            # another topic), so `_end_later` gives them a moment to tell the real cause.
             self._end_unanswered(call)
+
+    def _end_later(self, call: Call) -> bool:
+        """End `call` by what is known after `failure_grace` seconds unless its channels'
+        events end it first. False when no event loop runs (the caller ends it now)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+
+        def end_if_silent() -> None:
+            if not call.ended and not call.legs:
+                self._end_unanswered(call)
+
+        loop.call_later(self.failure_grace, end_if_silent)
+        return True
 
     def _on_hangup(self, store: dict[str, tuple[str, str]]) -> None:
         call = self._call_for(store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 
@@ -200,6 +201,37 @@ def test_originate_failure_without_any_channel_ends_failed() -> None:
     t.originate_queued(t.expect(42, CID))
     play(t, ev("OriginateResponse", "<null>", ActionID=CID, Response="Failure", Reason="0"))
     assert events[-1].kind is CallEventKind.ENDED
+    assert events[-1].outcome is Outcome.FAILED
+
+
+async def test_a_failure_response_that_overtakes_its_channels_events_waits_for_them() -> None:
+    """Under load Asterisk may deliver the OriginateResponse before the Newchannel/Hangup events
+    of the call it reports (another stasis topic): the Hangup cause still decides."""
+    t, events = tracker()
+    t.failure_grace = 0.05
+    t.originate_queued(t.expect(42, CID))
+    play(t, ev("OriginateResponse", "<null>", ActionID=CID, Response="Failure", Reason="1"))
+    assert kinds(events) == ["originated"]  # not ended yet
+    play(
+        t,
+        ev("Newchannel", CID, ChannelState="0"),
+        ev("Newchannel", f"{CID}-2", ChannelState="0"),
+        ev("Hangup", f"{CID}-2", Cause="1"),
+        ev("Hangup", CID, Cause="1"),
+    )
+    await asyncio.sleep(0.1)  # the grace ends: nothing more happens
+    assert kinds(events) == ["originated", "ended"]
+    assert events[-1].outcome is Outcome.INVALID_NUMBER
+
+
+async def test_a_failure_response_whose_channels_never_show_ends_after_the_grace() -> None:
+    t, events = tracker()
+    t.failure_grace = 0.05
+    t.originate_queued(t.expect(42, CID))
+    play(t, ev("OriginateResponse", "<null>", ActionID=CID, Response="Failure", Reason="1"))
+    assert kinds(events) == ["originated"]
+    await asyncio.sleep(0.1)
+    assert kinds(events) == ["originated", "ended"]
     assert events[-1].outcome is Outcome.FAILED
 
 
