@@ -330,14 +330,15 @@ class CallTracker:
         call.originate_reason = reason
         if store.get("response", ("", ""))[1] == "Success":
             self._answered(call)
-        elif not call.legs and (reason in ("", "0") or not self._end_later(call)):
-            # Failed before any channel existed (or after all of them went): no Hangup will come.
-            # With legs still up, their Hangup events (with the cause and DIALSTATUS that tell
-            # busy from an invalid number) are sure to follow, so the call ends on those; the
+        elif not call.legs and not self._end_later(call):
+            # No channel seen yet: either none was ever created (no Hangup will come), or
+            # Asterisk delivered this response before the channels' Newchannel/Hangup events
+            # (they travel on another stasis topic; an unallocated number fails within a
+            # millisecond, with Reason 0 like a channel that never was). `_end_later` waits a
+            # moment for those events, whose Hangup cause tells an invalid number from a plain
+            # failure; without an event loop (unit tests) the call ends now.
+            # With legs still up, their Hangup events are sure to follow and end the call; the
             # periodic audit closes it should they never come.
-            # A reason other than 0 means a channel did exist: under load Asterisk may deliver
-            # this response before that channel's Newchannel/Hangup events (they travel on
-            # another topic), so `_end_later` gives them a moment to tell the real cause.
             self._end_unanswered(call)
 
     def _end_later(self, call: Call) -> bool:
