@@ -189,7 +189,10 @@ class Phone(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # No index of its own: uq_phones_account_number (account_id, number) serves those lookups.
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    number: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    # E.164. Not indexed: nothing looks phones up by number (DNC and the shared-number rule go
+    # through dnc_entries and call_attempts), and the index made every imported phone a random
+    # insert (migration 0003).
+    number: Mapped[str] = mapped_column(String(20))
     phone_type: Mapped[str] = mapped_column(String(16), default="unknown")
     priority: Mapped[int] = mapped_column(Integer, default=1)
     valid: Mapped[bool] = mapped_column(Boolean, default=True)
