@@ -16,7 +16,8 @@ from phonenumbers import timezone as phone_timezone
 
 from dialer.compliance.zones import UNKNOWN_ZONE, valid_zone
 from dialer.importer import parse
-from dialer.importer.parse import normalise_phone
+from dialer.importer.columns import resolve
+from dialer.importer.parse import ParseOptions, RowParser, normalise_phone
 
 _PUNCT = str.maketrans("", "", " ()-.")
 _NANP = frozenset(phonenumbers.region_codes_for_country_code(1))
@@ -103,37 +104,40 @@ def test_every_exchange_and_seventh_digit_agrees_for_area_code(npa: str) -> None
             assert_same(digits, "US")
 
 
-@pytest.mark.parametrize(
-    ("raw", "region"),
-    [
-        ("(212) 555-0100", "US"),
-        ("(555) 555-0100", "US"),
-        ("(800) 555-0100", "US"),
-        ("212555010", "US"),
-        ("12", "US"),
-        ("not a phone", "US"),
-        ("1-800-FLOWERS", "US"),
-        ("(212) 555-0100 x123", "US"),
-        ("０２１２５５５０１００", "US"),
-        ("２１２５５５０１００", "US"),
-        ("+34 612 34 56 78", "US"),
-        ("612 34 56 78", "ES"),
-        ("+44 20 7946 0958", "US"),
-        ("020 7946 0958", "GB"),
-        ("07700 900123", "GB"),
-        ("55 1234 5678", "MX"),
-        ("+52 1 55 1234 5678", "MX"),
-        ("33 1234 5678", "MX"),
-        ("300 123 4567", "CO"),
-        ("601 234 5678", "CO"),
-        ("+57 300 123 4567", "US"),
-        ("(246) 521-0123", "BB"),
-        ("(876) 606-0123", "JM"),
-        ("", "US"),
-        ("+", "US"),
-        ("1", "US"),
-    ],
-)
+ODD = [
+    ("(212) 555-0100", "US"),
+    ("(555) 555-0100", "US"),
+    ("(800) 555-0100", "US"),
+    ("212555010", "US"),
+    ("12", "US"),
+    ("not a phone", "US"),
+    ("1-800-FLOWERS", "US"),
+    ("(212) 555-0100 x123", "US"),
+    ("０２１２５５５０１００", "US"),
+    ("２１２５５５０１００", "US"),
+    ("+34 612 34 56 78", "US"),
+    ("612 34 56 78", "ES"),
+    ("+44 20 7946 0958", "US"),
+    ("020 7946 0958", "GB"),
+    ("07700 900123", "GB"),
+    ("55 1234 5678", "MX"),
+    ("+52 1 55 1234 5678", "MX"),
+    ("33 1234 5678", "MX"),
+    ("300 123 4567", "CO"),
+    ("601 234 5678", "CO"),
+    ("+57 300 123 4567", "US"),
+    ("(246) 521-0123", "BB"),
+    ("(876) 606-0123", "JM"),
+    ("", "US"),
+    ("+", "US"),
+    ("1", "US"),
+    ("0212555010", "US"),
+    ("10212555010", "US"),
+    ("٢١٢٥٥٥٠١٠٠", "US"),
+]
+
+
+@pytest.mark.parametrize(("raw", "region"), ODD)
 def test_odd_and_foreign_numbers_agree(raw: str, region: str) -> None:
     assert_same(raw, region)
 
@@ -153,3 +157,26 @@ def test_generated_foreign_numbers_agree() -> None:
 @given(st.text(alphabet="0123456789 ()-.+xX#*abc１２", max_size=18), st.sampled_from(REGIONS))
 def test_arbitrary_text_agrees(raw: str, region: str) -> None:
     assert_same(raw, region)
+
+
+def _row_phone(raw: str, region: str) -> tuple[str, object]:
+    """What the row parser makes of `raw` in a phone column: its NANP fast path, then the rest."""
+    parser = RowParser(resolve(["account", "name", "balance", "phone"]), ParseOptions(region))
+    record, problems = parser.parse(["A1", "Ana", "1.00", raw])
+    if record is None:
+        reasons = [p.reason for p in problems if p.column == "phone"]
+        return "error", reasons[0] if reasons else "empty"
+    (phone,) = record.phones
+    zones = normalise_phone(raw, region)[1]
+    assert phone.time_zone == (zones[0] if len(zones) == 1 else None)
+    return "ok", (phone.number, zones)
+
+
+def test_row_parser_gives_what_normalise_phone_gives() -> None:
+    r = random.Random(3)
+    raws = [(_layouts(f"{r.randint(200, 999)}{r.randint(0, 9999999):07d}", r), "US")]
+    raws += [(raw, region) for raw, region in ODD if raw.strip()]
+    raws += [(_layouts(f"{npa}{r.randint(0, 9999999):07d}", r), "CA") for npa in range(200, 1000)]
+    for raw, region in raws:
+        expected = outcome(normalise_phone, raw.strip(), region)
+        assert _row_phone(raw, region) == expected, (raw, region)
