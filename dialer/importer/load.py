@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import csv
 import datetime as dt
+import gc
 import io
 import itertools
 import multiprocessing
@@ -66,6 +68,36 @@ class ImportOptions:
     # Worker processes that parse rows while this one writes (0: parse here; the CLI uses one
     # per spare CPU). Phone-number validation is most of the parsing time.
     workers: int = 0
+
+
+class _GcPause:
+    """Automatic garbage collection paused while imports run, young generations collected once per
+    batch instead. The records a batch holds are acyclic, freed by reference counting; yet as they
+    accumulate they set off collections that walk the whole heap (a seventh of the import's time
+    at 1,000,000 rows). Cyclic garbage the rest of the process makes meanwhile is still collected
+    at each batch (young) or when the last import ends (older); concurrent imports nest."""
+
+    depth = 0
+    was_enabled = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def during_import(cls) -> Iterator[None]:
+        if cls.depth == 0:
+            cls.was_enabled = gc.isenabled()
+            gc.disable()
+        cls.depth += 1
+        try:
+            yield
+        finally:
+            cls.depth -= 1
+            if cls.depth == 0 and cls.was_enabled:
+                gc.enable()
+
+    @classmethod
+    def between_batches(cls) -> None:
+        if cls.depth and cls.was_enabled:
+            gc.collect(1)
 
 
 class _CountingReader(io.RawIOBase):
@@ -169,48 +201,52 @@ async def import_accounts(
     # One batch is written while the next is parsed: the database (SQLite's thread, the
     # Postgres server) works on the other core. At most one write is in flight, in file order.
     writing: asyncio.Task[None] | None = None
-    try:
+    with _GcPause.during_import():
         try:
-            async for line, record, problems in parsed:
-                report.rows += 1
-                if record is None:
-                    report.rejected_rows += 1
-                    out.write(line, problems, True, report)
-                else:
-                    report.accepted_rows += 1
-                    if problems:
-                        report.warnings += len(problems)
-                        out.write(line, problems, False, report)
-                    if record.external_ref in batch:
-                        report.duplicates_merged += 1
-                        batch[record.external_ref].merge(record)
+            try:
+                async for line, record, problems in parsed:
+                    report.rows += 1
+                    if record is None:
+                        report.rejected_rows += 1
+                        out.write(line, problems, True, report)
                     else:
-                        batch[record.external_ref] = record
-                if len(batch) >= options.batch_rows:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.create_task(_commit(engine, options, batch, report, now()))
-                    batch = {}
-                    if progress:
-                        progress(report.rows, counter.count)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UserError(f"line {reader.line_num + 1}: unreadable CSV: {exc}") from exc
-        if writing is not None:
-            await writing
-        if batch:
-            await _commit(engine, options, batch, report, now())
-        if progress:
-            progress(report.rows, counter.count)
-    except asyncio.CancelledError:
-        if writing is not None:
-            writing.cancel()
-        raise
-    finally:
-        if writing is not None and not writing.done():
-            # A batch handed over before an error still commits: its rows were good.
-            await asyncio.gather(writing, return_exceptions=True)
-        await parsed.aclose()
-        out.close()
+                        report.accepted_rows += 1
+                        if problems:
+                            report.warnings += len(problems)
+                            out.write(line, problems, False, report)
+                        if record.external_ref in batch:
+                            report.duplicates_merged += 1
+                            batch[record.external_ref].merge(record)
+                        else:
+                            batch[record.external_ref] = record
+                    if len(batch) >= options.batch_rows:
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.create_task(
+                            _commit(engine, options, batch, report, now())
+                        )
+                        batch = {}
+                        _GcPause.between_batches()
+                        if progress:
+                            progress(report.rows, counter.count)
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise UserError(f"line {reader.line_num + 1}: unreadable CSV: {exc}") from exc
+            if writing is not None:
+                await writing
+            if batch:
+                await _commit(engine, options, batch, report, now())
+            if progress:
+                progress(report.rows, counter.count)
+        except asyncio.CancelledError:
+            if writing is not None:
+                writing.cancel()
+            raise
+        finally:
+            if writing is not None and not writing.done():
+                # A batch handed over before an error still commits: its rows were good.
+                await asyncio.gather(writing, return_exceptions=True)
+            await parsed.aclose()
+            out.close()
     return report
 
 

@@ -199,7 +199,18 @@ async def write_accounts(
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     stamp = _bind(Account.created_at, dialect, now)
-    dumps: Callable[[Any], str] = dialect._json_serializer or json.dumps
+    serialize: Callable[[Any], str] = dialect._json_serializer or json.dumps
+    # Extra columns repeat across rows (product, branch): each distinct set is serialized once
+    # per batch.
+    texts: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def dumps(fields: dict[str, str]) -> str:
+        key = tuple(fields.items())
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = serialize(fields)
+        return text
+
     if dialect.name == "postgresql":
         await driver.execute(_PG_STAGING)
         await driver.copy_records_to_table(
@@ -214,15 +225,20 @@ async def write_accounts(
                 for i, r in enumerate(records)
             ],
         )  # fmt: skip
-        # The ids come back (existing ones, then those the upsert wrote) and go out with the
-        # phones and memberships, which then need no lookup.
-        ids = dict(await driver.fetch(_PG_EXISTING, source))
-        existing = len(ids)
+        # The ids come back from the upsert (rows it wrote) and, only for rows it left
+        # unchanged, from a lookup; they go out with the phones and memberships.
         changed = await driver.fetch(_PG_UPSERT, source, stamp)
         written = len(changed)
         # xmax = 0: the row version is this statement's insert, not an update.
         created_here = {ref for ref, _id, inserted in changed if inserted}
+        existing = len(records) - len(created_here)
+        ids: dict[str, int] = {}
+        if written < len(records):
+            ids.update(await driver.fetch(_PG_EXISTING, source))
         ids.update((ref, account_id) for ref, account_id, _inserted in changed)
+        # The custom plans were for the statements above; the foreign-key check of every phone
+        # row is a cached plan too, and replanning it per row would cost more than the insert.
+        await driver.execute("SET LOCAL plan_cache_mode TO DEFAULT")
         fresh: list[tuple[object, ...]] = []
         other: list[list[Any]] = [[], [], [], [], []]
         for r in records:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gc
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dialer.errors import UserError
 from dialer.importer import sample
 from dialer.importer.columns import load_mapping
-from dialer.importer.load import ImportOptions, import_accounts, import_file
+from dialer.importer.load import ImportOptions, _GcPause, import_accounts, import_file
 from dialer.importer.parse import ParseOptions
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import Account, Campaign, CampaignAccount, Phone
@@ -240,3 +241,46 @@ async def test_unreadable_line_keeps_the_batches_read_before_it(
         await import_file(engine, source, ImportOptions(batch_rows=500))
     # Four full batches were handed to the writer before the bad line; the fifth was not.
     assert await _count(engine, Account) == 2_000
+
+
+async def test_automatic_gc_is_paused_during_an_import_and_restored_after(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    source = tmp_path / "accounts.csv"
+    with source.open("w", newline="") as f:
+        sample.write(f, sample.SampleSpec(1_500, seed=5))
+    seen: list[bool] = []
+    assert gc.isenabled()
+    options = ImportOptions(batch_rows=500)
+    await import_file(engine, source, options, progress=lambda *_: seen.append(gc.isenabled()))
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    # Also after a failed import, and nothing already accepted is lost.
+    data = source.read_bytes().splitlines(keepends=True)
+    source.write_bytes(b"".join(data[:1201]) + b"\xff\xfe broken\n")
+    with pytest.raises(UserError, match="unreadable CSV"):
+        await import_file(engine, source, ImportOptions(source="second", batch_rows=500))
+    assert gc.isenabled()
+    async with engine.connect() as conn:
+        kept = await conn.execute(
+            select(func.count()).select_from(Account).where(Account.source == "second")
+        )
+    assert kept.scalar_one() == 1_000
+
+
+def test_gc_pause_nests_and_keeps_a_disabled_gc_disabled() -> None:
+    assert gc.isenabled()
+    outer, inner = _GcPause.during_import(), _GcPause.during_import()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)
+    assert not gc.isenabled()  # the other import still runs
+    inner.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _GcPause.during_import():
+            _GcPause.between_batches()
+        assert not gc.isenabled()  # whoever disabled it keeps it so
+    finally:
+        gc.enable()
