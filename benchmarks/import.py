@@ -116,7 +116,9 @@ def _extract_baseline(rev: str, into: Path) -> str:
 def _postgres() -> Iterator[object]:
     from tests.fixtures.postgres import throwaway_cluster
 
-    with throwaway_cluster() as server:
+    # Postgres's default durability (fsync, synchronous commit, full-page writes), as in
+    # production; the test suite's clusters run without it.
+    with throwaway_cluster(durable=True) as server:
         yield server
 
 
