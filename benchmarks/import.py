@@ -214,6 +214,9 @@ def main() -> None:
                     "python": platform.python_version(),
                 },
                 "goal": ">= 20000 rows/s; peak memory flat as the file grows",
+                "postgres": "a throwaway cluster with Postgres's default durability: fsync, "
+                "synchronous_commit and full_page_writes on",
+                "sqlite": "the dialer's own settings: WAL, synchronous=NORMAL",
                 "baseline": {
                     "importer_at_commit": baseline_commit,
                     "what": "the same import with the importer code of that commit, same machine, "
