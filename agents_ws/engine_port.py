@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -199,9 +200,12 @@ class AgentHubApi(Protocol):
         """Agents logged in and not away longer than the grace period."""
         ...
 
-    def pick(self, campaign_id: int, agent_id: int | None = None) -> AgentIdentity | None:
+    def pick(
+        self, campaign_id: int, agent_id: int | None = None, *, exclude: Collection[int] = ()
+    ) -> AgentIdentity | None:
         """The ready agent of the campaign who has waited longest, without reserving them; with
-        `agent_id`, that agent when ready for the campaign, else None."""
+        `agent_id`, that agent when ready for the campaign, else None. Agents in `exclude` are
+        passed over (their reservation is under way)."""
         ...
 
     def listen(self, listener: HubListener) -> None: ...

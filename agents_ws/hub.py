@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import time
 import zoneinfo
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -144,7 +144,7 @@ class AgentHub:
         ]
 
     def _longest_waiting(
-        self, campaign_id: int, agent_id: int | None, now: float
+        self, campaign_id: int, agent_id: int | None, now: float, exclude: Collection[int] = ()
     ) -> AgentSession | None:
         best: AgentSession | None = None
         candidates = (
@@ -157,16 +157,19 @@ class AgentHub:
                 s.sm.state != S.READY
                 or self._away_too_long(s, now)
                 or s.campaign_id not in (None, campaign_id)
+                or s.identity.agent_id in exclude
             ):
                 continue
             if best is None or s.sm.since < best.sm.since:
                 best = s
         return best
 
-    def pick(self, campaign_id: int, agent_id: int | None = None) -> AgentIdentity | None:
+    def pick(
+        self, campaign_id: int, agent_id: int | None = None, *, exclude: Collection[int] = ()
+    ) -> AgentIdentity | None:
         """The longest-waiting ready agent of the campaign; with `agent_id`, that agent if
-        ready for the campaign, else None."""
-        best = self._longest_waiting(campaign_id, agent_id, self.clock())
+        ready for the campaign, else None. Agents in `exclude` are passed over."""
+        best = self._longest_waiting(campaign_id, agent_id, self.clock(), exclude)
         return None if best is None else best.identity
 
     def holds(self, agent_id: int, call_id: str) -> bool:

@@ -807,6 +807,10 @@ class HubAgents:
         self.on_ready = on_ready
         self.on_finished = on_finished
         self._pops: dict[int, tuple[str, ScreenPop]] = {}  # agent_id -> (call_id, pop)
+        # Agents being reserved: `reserve` reads the screen pop before the hub reserves them, so
+        # `longest_waiting` passes over them meanwhile. Without this, calls answered together
+        # all pick the same agent and all but one lose it, and wait for the router's next round.
+        self._reserving: set[int] = set()
         self._campaigns: set[int] = set()  # campaigns the engine asked about (it runs them)
         hub.listen(self)
 
@@ -829,16 +833,26 @@ class HubAgents:
         ]
 
     def longest_waiting(self, campaign_id: int, prefer: int | None = None) -> ReadyAgent | None:
-        if prefer is not None:
+        if prefer is not None and prefer not in self._reserving:
             owner = self.hub.pick(campaign_id, prefer)
             if owner is not None and owner.channel:
                 return ReadyAgent(owner.agent_id, owner.channel)
-        who = self.hub.pick(campaign_id)
+        who = self.hub.pick(campaign_id, exclude=self._reserving)
         if who is None or not who.channel:
             return None
         return ReadyAgent(who.agent_id, who.channel)
 
     async def reserve(self, agent_id: int, attempt_id: int) -> bool:
+        # Taken before the first await: the router's `longest_waiting` and this are one step.
+        if agent_id in self._reserving:
+            return False
+        self._reserving.add(agent_id)
+        try:
+            return await self._reserve(agent_id, attempt_id)
+        finally:
+            self._reserving.discard(agent_id)
+
+    async def _reserve(self, agent_id: int, attempt_id: int) -> bool:
         now = dt.datetime.now(dt.UTC)
         async with self.sessions() as s:
             row = (

@@ -656,10 +656,16 @@ class Engine:
         deadline = call.answered + max(0.0, limit - SAFE_HARBOR_MARGIN_S)
         if call.preview and await self._route_preview(call, run):
             return
+        # Agents whose reservation failed since the last wait (taken by another router between
+        # `longest_waiting` and `reserve`, e.g. another process's, or no longer ready): the router
+        # asks again at once for another ready agent rather than wait ~100 ms for one to free up.
+        lost: set[int] = set()
         while True:
             # A due callback's owner first when ready; never wait for them while the debtor
             # waits (the next round asks again, so an owner freed in time still wins).
             agent = self.agents.longest_waiting(call.campaign_id, prefer=call.owner)
+            if agent is not None and agent.agent_id in lost:
+                agent = None  # still taken to be ready: wait for a change rather than spin
             if agent is not None and await self.agents.reserve(agent.agent_id, call.attempt_id):
                 try:
                     await asyncio.gather(
@@ -680,6 +686,10 @@ class Engine:
             remaining = deadline - self.mono()
             if remaining <= 0 or call.attempt_id not in self.calls:
                 break
+            if agent is not None:
+                lost.add(agent.agent_id)
+                continue
+            lost.clear()
             if run is not None:
                 run.ready.clear()
                 with contextlib.suppress(TimeoutError):

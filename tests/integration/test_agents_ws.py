@@ -677,6 +677,24 @@ async def test_engine_adapter_prefers_a_ready_owner_else_the_longest_waiting(
     assert agents.longest_waiting(cid, prefer=owner) == ReadyAgent(first, "PJSIP/ana")
 
 
+async def test_engine_adapter_gives_calls_answered_together_different_agents(
+    floor: Floor,
+) -> None:
+    first, _ = await ready_agent(floor, "ana")
+    second, _ = await ready_agent(floor, "bea")
+    offers = [await floor.account(), await floor.account()]
+    agents = HubAgents(floor.hub, floor.sessions)
+
+    async def route(offer: CallOffer) -> tuple[int, bool]:
+        # As the engine's router does: pick, then reserve (which reads the screen pop first).
+        agent = agents.longest_waiting(offer.campaign_id)
+        assert agent is not None and offer.attempt_id is not None
+        return agent.agent_id, await agents.reserve(agent.agent_id, offer.attempt_id)
+
+    results = await asyncio.gather(*(route(o) for o in offers))
+    assert sorted(results) == sorted([(first, True), (second, True)])
+
+
 async def test_hub_tells_listener_when_agent_is_ready_and_call_is_finished(floor: Floor) -> None:
     recorder = Recorder()
     floor.hub.listen(recorder)

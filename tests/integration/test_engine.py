@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 import pytest
 from sqlalchemy import select, update
@@ -322,3 +323,58 @@ async def test_after_a_crash_open_attempts_are_reconciled_and_never_redialed(
     assert rows[claimed[0].attempt_id].ended_at is None, "the call Asterisk still has stays open"
     assert {rows[c.attempt_id].outcome for c in claimed[1:]} == {"lost"}
     assert tel.originated == [], "reconciliation never dials"
+
+
+@dataclass
+class RacyHub(Hub):
+    """`reserve` awaits before it reserves (as the real one awaits the screen pop): the first
+    two reservations wait for each other, so two calls answered together have both picked the
+    same agent and one of them loses the reservation."""
+
+    asked: int = 0
+    both: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def reserve(self, agent_id: int, attempt_id: int) -> bool:
+        self.asked += 1
+        if self.asked == 2:
+            self.both.set()
+        elif self.asked < 2:
+            await self.both.wait()
+        return await super().reserve(agent_id, attempt_id)
+
+
+class WaitCounter(asyncio.Event):
+    waits = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waits += 1
+        return await super().wait()
+
+
+async def test_a_router_that_loses_its_agent_takes_another_ready_one_without_waiting(
+    engine: AsyncEngine,
+) -> None:
+    cid = await _campaign(engine, accounts=2)
+    tel, hub = Telephony(), RacyHub()
+    eng = _engine(engine, tel, hub)
+    await leases.acquire(eng.sessions, cid, "test", dt.datetime.now(dt.UTC), eng.lease_ttl)
+    hub.add_ready(1, 1.0)  # both calls' routers pick agent 1, who waited longest
+    hub.add_ready(2, 2.0)
+    await _run_until(eng, lambda: len(tel.originated) == 2)
+    first, second = (r.attempt_id for r in tel.originated)
+    task = asyncio.create_task(eng.run())
+    async with asyncio.timeout(2):
+        while cid not in eng.runs:
+            await asyncio.sleep(0.01)
+    counter = WaitCounter()
+    eng.runs[cid].ready = counter
+    await asyncio.gather(_answer(eng, first), _answer(eng, second))
+    async with asyncio.timeout(2):
+        while len(hub.popped) < 2:
+            await asyncio.sleep(0.01)
+    eng.stop()
+    await task
+    assert sorted(agent for agent, _ in hub.popped) == [1, 2]
+    assert sorted(attempt for _, attempt in hub.popped) == sorted([first, second])
+    # Agent 2 was ready all along: the loser of agent 1 never waited for an agent to free up.
+    assert counter.waits == 0
