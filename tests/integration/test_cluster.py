@@ -36,6 +36,7 @@ class Process:
     task: asyncio.Task[None]
     ready: list[int] = field(default_factory=list)
     finished: list[tuple[int, float, float]] = field(default_factory=list)
+    sockets: list[object] = field(default_factory=list)  # agents' websockets a test keeps open
 
     async def stop(self) -> None:
         self.task.cancel()
@@ -77,6 +78,17 @@ async def until(predicate: Callable[[], object], timeout: float = 3.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)
+
+async def reserved_by_a(a: Process, b: Process) -> tuple[int, int]:
+    """An agent ready on B, seen by A and reserved by A's engine for a call: (agent, attempt)."""
+    agent_id, ws = await ready_agent(b.floor)
+    b.sockets.append(ws)  # kept open for the test's length
+    offer = await b.floor.account()
+    assert offer.attempt_id is not None
+    await until(lambda: agent_id in a.cluster.remote)
+    assert await a.cluster.reserve(agent_id, offer.attempt_id)
+    return agent_id, offer.attempt_id
+
 
 
 async def ghost(pg_engine: AsyncEngine, node: str, agents: list[list[object]]) -> None:
@@ -224,11 +236,7 @@ async def test_an_agent_reserved_by_an_owner_that_died_is_freed(
     two: tuple[Process, Process],
 ) -> None:
     a, b = two
-    agent_id, _ws = await ready_agent(b.floor)
-    offer = await b.floor.account()
-    assert offer.attempt_id is not None
-    await until(lambda: agent_id in a.cluster.remote)
-    assert await a.cluster.reserve(agent_id, offer.attempt_id)
+    agent_id, _ = await reserved_by_a(a, b)
     await a.stop()
     await until(lambda: b.floor.hub.sessions[agent_id].sm.state == AgentState.READY)
 
@@ -237,11 +245,7 @@ async def test_a_reservation_never_connected_is_freed_after_the_hold(
     two: tuple[Process, Process],
 ) -> None:
     a, b = two
-    agent_id, _ws = await ready_agent(b.floor)
-    offer = await b.floor.account()
-    assert offer.attempt_id is not None
-    await until(lambda: agent_id in a.cluster.remote)
-    assert await a.cluster.reserve(agent_id, offer.attempt_id)
+    agent_id, _ = await reserved_by_a(a, b)
     started = time.monotonic()
     await until(lambda: b.floor.hub.sessions[agent_id].sm.state == AgentState.READY, timeout=3)
     assert time.monotonic() - started >= b.cluster.hold_s - 0.3
@@ -323,14 +327,10 @@ async def test_an_agent_hangs_up_a_call_through_the_process_that_placed_it(
         hung_up.append(attempt_id)
 
     a.cluster.on_hang_up = hang_up
-    agent_id, _ws = await ready_agent(b.floor)
-    offer = await b.floor.account()
-    assert offer.attempt_id is not None
-    await until(lambda: agent_id in a.cluster.remote)
-    assert await a.cluster.reserve(agent_id, offer.attempt_id)
-    await a.cluster.connected(agent_id, offer.attempt_id)
-    assert await b.cluster.hang_up(offer.attempt_id)
-    await until(lambda: hung_up == [offer.attempt_id])
+    agent_id, attempt_id = await reserved_by_a(a, b)
+    await a.cluster.connected(agent_id, attempt_id)
+    assert await b.cluster.hang_up(attempt_id)
+    await until(lambda: hung_up == [attempt_id])
 
 
 async def test_a_call_adopted_after_its_owner_died_still_ends_the_agents_talk(
