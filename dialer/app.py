@@ -15,7 +15,8 @@ from dialer import __version__, auth
 from dialer.agent_service import DbAgentPort, add_agent_routes
 from dialer.api.openapi import add_ops_routes
 from dialer.api.reports import add_routes as add_report_routes
-from dialer.runtime import add_dialing
+from dialer.doctor import quick_checks
+from dialer.runtime import RUNTIME, add_dialing
 from dialer.settings import Settings
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.migrate import check_schema
@@ -25,12 +26,25 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    try:
-        await check_schema(engine)
-    except Exception as exc:  # the health check reports, it does not crash
-        return web.json_response({"status": "unhealthy", "error": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "version": __version__})
+    """503 when the database or its schema is not usable (the process cannot serve); 200
+    otherwise, `degraded` with the failing checks when it cannot dial (`dialer doctor`'s fast
+    subset: no AMI actions, no account scans)."""
+    settings = request.app[SETTINGS]
+    runtime = request.app.get(RUNTIME)
+    connected = (
+        None
+        if runtime is None
+        else [s.name for s in runtime.pool.servers if s.connection.connected]
+    )
+    report = await quick_checks(request.app[ENGINE], settings.ami_servers, connected)
+    checks = [c.as_json() for c in report.checks]
+    if any(c.name.startswith("database") for c in report.failed):
+        error = "; ".join(c.detail for c in report.failed)
+        return web.json_response(
+            {"status": "unhealthy", "error": error, "checks": checks}, status=503
+        )
+    status = "degraded" if report.failed else "ok"
+    return web.json_response({"status": status, "version": __version__, "checks": checks})
 
 
 async def login(request: web.Request) -> web.Response:

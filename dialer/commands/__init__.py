@@ -13,6 +13,7 @@ ORDER = [
     "demo",
     "serve",
     "migrate",
+    "doctor",
     "campaign",
     "import",
     "dnc",
