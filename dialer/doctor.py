@@ -660,3 +660,36 @@ async def quick_checks(
             )
         )
     return report
+
+
+# --- the start path ----------------------------------------------------------------------------
+def start_refusals(
+    campaign: Campaign, servers: Sequence[AmiServer], connected: Sequence[str] | None
+) -> list[Check]:
+    """Why the campaign may not start now: its own settings, then whether this process can
+    dial at all (`connected`: servers logged in, None when not known here)."""
+    problems = campaign_problems(campaign)
+    if not servers:
+        problems.append(
+            fail(
+                "asterisk",
+                "no Asterisk server is configured, so nothing would be dialed",
+                "set DIALER_AMI_SERVERS=ami://USER:SECRET@HOST:PORT for `dialer serve` (and "
+                "for this command)",
+            )
+        )
+    elif connected is not None and not connected:
+        problems.append(
+            fail(
+                "asterisk",
+                "no Asterisk server is connected ("
+                + ", ".join(s.name for s in servers)
+                + " configured), so nothing would be dialed",
+                "start Asterisk or fix DIALER_AMI_SERVERS; `dialer doctor` says which",
+            )
+        )
+    return problems
+
+
+def refusal_text(problems: Sequence[Check]) -> str:
+    return "; ".join(f"{p.detail} (fix: {p.fix})" if p.fix else p.detail for p in problems)

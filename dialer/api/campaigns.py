@@ -31,6 +31,7 @@ from dialer.auth import require_role
 from dialer.compliance.profiles import DAYS, ProfileError, available_profiles, load_profile
 from dialer.compliance.rules import CAP_KEYS, Caps
 from dialer.compliance.windows import parse_narrowing
+from dialer.doctor import refusal_text, start_refusals
 from dialer.domain.retry import RetryRuleError, RetryRules
 from dialer.engine.engine import pacing_error
 from dialer.store.claim import ORDERINGS
@@ -304,6 +305,27 @@ async def update_campaign(request: web.Request) -> web.StreamResponse:
     return reply(out)
 
 
+def _refuse_if_it_cannot_dial(request: web.Request, campaign: Campaign) -> None:
+    """409 naming every reason a running campaign would launch nothing (no caller ID, bad
+    profile or pacing, no Asterisk configured or connected), each with its fix."""
+    from dialer.runtime import RUNTIME  # the runtime imports the API's neighbours: call time
+
+    runtime = request.app.get(RUNTIME)
+    connected = (
+        None
+        if runtime is None
+        else [s.name for s in runtime.pool.servers if s.connection.connected]
+    )
+    problems = start_refusals(campaign, common.settings(request).ami_servers, connected)
+    if problems:
+        body = {
+            "error": "cannot_dial",
+            "detail": f"campaign {campaign.id} cannot dial: {refusal_text(problems)}",
+            "reasons": [p.as_json() for p in problems],
+        }
+        raise web.HTTPConflict(text=common.dumps(body), content_type="application/json")
+
+
 def _transition(action: str) -> Any:
     allowed, target = TRANSITIONS[action]
 
@@ -314,6 +336,8 @@ def _transition(action: str) -> Any:
             campaign = await _get(s, campaign_id)
             if campaign.state not in allowed:
                 fail(409, "conflict", f"cannot {action} a campaign that is {campaign.state}")
+            if action == "start":
+                _refuse_if_it_cannot_dial(request, campaign)
             campaign.state = target.value
             await s.flush()
             return reply(await _full(s, campaign))
@@ -384,7 +408,13 @@ OPENAPI_PATHS: JSON = {
         f"/api/campaigns/{{campaign_id}}/{action}": {
             "parameters": [_ID],
             "post": {
-                "summary": f"{action.capitalize()} the campaign",
+                "summary": f"{action.capitalize()} the campaign"
+                + (
+                    " (409 `cannot_dial`, with `reasons`, while it could not dial: no caller "
+                    "ID, bad profile or pacing, no Asterisk server configured or connected)"
+                    if action == "start"
+                    else ""
+                ),
                 "tags": ["campaigns"],
                 "responses": responses(_ONE, 404, 409),
             },

@@ -1,6 +1,7 @@
 """`dialer campaign create|update|start|pause|stop|list|show`: campaigns from the command line.
 
-Fields are checked by the same rules as the API (`dialer.api.campaigns.check_fields`).
+Fields are checked by the same rules as the API (`dialer.api.campaigns.check_fields`); `start`
+refuses, naming why, a campaign that could not dial (the checks of `dialer doctor`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from dialer import doctor
 from dialer.api import campaigns as api
 from dialer.api.schema import Invalid
+from dialer.doctor import AmiProbe, check_ami_server, start_refusals
 from dialer.errors import UserError
 from dialer.settings import load_settings
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.migrate import SchemaBehindError, check_schema
-from dialer.store.models import Campaign
+from dialer.store.models import Campaign, CampaignState
 
 T = TypeVar("T")
 
@@ -61,7 +64,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     update.add_argument("campaign", help="id or name")
     _fields_args(update)
     for action in api.TRANSITIONS:
-        a = actions.add_parser(action, help=f"{action} a campaign")
+        a = actions.add_parser(
+            action,
+            help=f"{action} a campaign"
+            + (
+                " (refused, naming why, without a caller ID, a valid profile and pacing, or a "
+                "reachable Asterisk from DIALER_AMI_SERVERS with the dialer's dialplan and trunk)"
+                if action == "start"
+                else ""
+            ),
+        )
         a.add_argument("campaign", help="id or name")
     actions.add_parser("list", help="list campaigns with state and abandon rate")
     show = actions.add_parser("show", help="one campaign as JSON")
@@ -160,6 +172,8 @@ async def _run(args: argparse.Namespace) -> int:
                 out = {**api.as_json(c), "abandon": await api.abandon_stats(s, c, now)}
             print(api.common.dumps(out))
             return 0
+        if args.action == "start":
+            await _refuse_if_it_cannot_dial(args, sessions)
         try:
             async with sessions.begin() as s:
                 if args.action == "create":
@@ -188,6 +202,32 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
 
     return await _with_db(args, work)
+
+
+async def _refuse_if_it_cannot_dial(
+    args: argparse.Namespace, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The start path's checks (`dialer.doctor`): the campaign's settings, then each Asterisk
+    server of the settings (login, dialplan, trunk, a test call). Refused naming every reason."""
+    async with sessions() as s:
+        campaign = await _find(s, args.campaign)
+        if campaign.state == CampaignState.RUNNING.value:
+            return  # the transition itself says it is running already
+        servers = load_settings(args.config).ami_servers
+        problems = start_refusals(campaign, servers, None)
+    for server in servers:
+        probe = AmiProbe(server)
+        try:
+            problems.extend(c for c in await check_ami_server(probe) if not c.ok)
+        finally:
+            await probe.close()
+    if servers and all(
+        any(p.name == f"asterisk {server.name} login" for p in problems) for server in servers
+    ):
+        problems.append(doctor.fail("asterisk", "no Asterisk server is reachable", "see above"))
+    if problems:
+        lines = [f"  - {p.detail}\n    fix: {p.fix}" for p in problems]
+        raise UserError(f"campaign {campaign.id} cannot dial, not started:\n" + "\n".join(lines))
 
 
 def run(args: argparse.Namespace) -> int:

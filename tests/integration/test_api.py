@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.app import build_app
 from dialer.auth import hash_password
-from dialer.settings import Settings
+from dialer.runtime import RUNTIME
+from dialer.settings import AmiServer, Settings
+from dialer.simpbx import SimPbx
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import (
     Account,
@@ -127,14 +129,41 @@ async def test_invalid_campaign_is_refused_naming_the_field(
     assert (await resp.json())["field"] == field
 
 
-async def test_campaign_start_pause_stop(client: Client) -> None:
+async def test_campaign_start_pause_stop(engine: AsyncEngine) -> None:
+    # Starting needs a connected Asterisk: the simulated PBX speaks real AMI.
+    pbx = SimPbx(time_scale=0.01)
+    await pbx.start()
+    async with make_sessionmaker(engine).begin() as s:
+        s.add(Agent(login="sup", name="sup", password_hash=_HASH, role="supervisor"))
+    settings = Settings(ami_servers=(AmiServer.parse(f"{pbx.url}?name=sim"),))
+    app = await build_app(settings, engine)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await app[RUNTIME].pool.wait_connected(15)
+            h = await _as(client, "sup")
+            cid = (await _campaign(client, h, caller_id="+525550000001"))["id"]
+            states = []
+            for action in ("start", "pause", "start", "stop"):
+                resp = await client.post(f"/api/campaigns/{cid}/{action}", headers=h)
+                states.append((await resp.json())["state"])
+    finally:
+        await pbx.stop()
+    assert states == ["running", "paused", "running", "stopped"]
+
+
+async def test_a_campaign_that_cannot_dial_is_not_started(client: Client) -> None:
     h = await _as(client, "sup")
     cid = (await _campaign(client, h))["id"]
-    states = []
-    for action in ("start", "pause", "start", "stop"):
-        resp = await client.post(f"/api/campaigns/{cid}/{action}", headers=h)
-        states.append((await resp.json())["state"])
-    assert states == ["running", "paused", "running", "stopped"]
+    resp = await client.post(f"/api/campaigns/{cid}/start", headers=h)
+    assert resp.status == 409
+    body = await resp.json()
+    assert body["error"] == "cannot_dial"
+    reasons = {r["name"]: r for r in body["reasons"]}
+    assert set(reasons) == {f"campaign {cid} (early) caller ID", "asterisk"}
+    assert reasons["asterisk"]["detail"].startswith("no Asterisk server is configured")
+    assert "DIALER_AMI_SERVERS" in reasons["asterisk"]["fix"]
+    assert "--caller-id" in reasons[f"campaign {cid} (early) caller ID"]["fix"]
+    assert (await (await client.get(f"/api/campaigns/{cid}", headers=h)).json())["state"] == "draft"
 
 
 async def test_pausing_a_draft_campaign_is_a_conflict(client: Client) -> None:

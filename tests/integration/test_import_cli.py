@@ -55,9 +55,15 @@ def test_import_of_a_missing_file_is_one_line(db: Path) -> None:
 def test_campaign_lifecycle_from_the_command_line(db: Path) -> None:
     assert _dialer(db, "campaign", "create", "early", "--profile", "CO",
                    "--cap", "phone_per_day=2").returncode == 0  # fmt: skip
-    assert "early: running" in _dialer(db, "campaign", "start", "early").stdout
+    # It could not dial (no caller ID, no Asterisk): not started, every reason with its fix.
+    start = _dialer(db, "campaign", "start", "early")
+    assert start.returncode == 2 and "cannot dial, not started" in start.stderr
+    assert "no caller ID" in start.stderr and "--caller-id +E164" in start.stderr
+    assert "no Asterisk server is configured" in start.stderr
+    assert "DIALER_AMI_SERVERS" in start.stderr
     listed = _dialer(db, "campaign", "list").stdout
-    assert "early" in listed and "running" in listed and "CO" in listed
+    assert "early" in listed and "draft" in listed and "CO" in listed
+    assert "early: stopped" in _dialer(db, "campaign", "stop", "early").stdout
     refused = _dialer(db, "campaign", "pause", "nosuch")
     assert refused.returncode == 2 and "no campaign 'nosuch'" in refused.stderr
 
