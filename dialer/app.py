@@ -18,6 +18,7 @@ from dialer.api.reports import add_routes as add_report_routes
 from dialer.doctor import quick_checks
 from dialer.runtime import RUNTIME, add_dialing
 from dialer.settings import Settings
+from dialer.stall import add_stall_watch
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.migrate import check_schema
 
@@ -105,4 +106,5 @@ async def build_app(settings: Settings, engine: AsyncEngine | None = None) -> we
         # With Asterisk configured, the service dials: pool, engine and their links to the hub.
         assert isinstance(hub.port, DbAgentPort)
         add_dialing(app, settings, hub.port)
+        add_stall_watch(app)
     return app

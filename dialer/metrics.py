@@ -109,6 +109,12 @@ CAMPAIGN_RUNNING = Gauge(
     "1 while this process runs the campaign (holds its lease and it is in state running), else 0.",
     ["campaign"],
 )
+CAMPAIGN_STALLED = Gauge(
+    "dialer_campaign_stalled",
+    "1 while the campaign runs and pacing wants calls but none goes out (no Asterisk, a setting, "
+    "nothing dialable: the log line says which), else 0.",
+    ["campaign"],
+)
 
 # --- agents ------------------------------------------------------------------------------------
 AGENTS = Gauge(
@@ -203,6 +209,7 @@ ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     ABANDON_RATE,
     ABANDON_CAP,
     CAMPAIGN_RUNNING,
+    CAMPAIGN_STALLED,
     AGENTS,
     WS_CONNECTIONS,
     PACING_DECISIONS,
@@ -332,6 +339,11 @@ def _set_by_vocabulary(
 def set_campaign_running(campaign: int, running: bool) -> None:
     """Whether this process runs the campaign now; the no-agent-ready alert keys on it."""
     CAMPAIGN_RUNNING.labels(_campaign(campaign)).set(1 if running else 0)
+
+
+def set_campaign_stalled(campaign: int, stalled: bool) -> None:
+    """The stalled-campaign alarm (dialer.stall): pacing wants calls, none goes out."""
+    CAMPAIGN_STALLED.labels(_campaign(campaign)).set(1 if stalled else 0)
 
 
 def forget_campaign(campaign: int) -> None:
