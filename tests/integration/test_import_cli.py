@@ -85,3 +85,31 @@ def test_agent_add_reads_the_password_from_the_environment(db: Path) -> None:
     assert "long-enough-pw" not in out.stdout + out.stderr
     short = _dialer(db, "agent", "add", "ben", "--name", "Ben", env={"DIALER_AGENT_PASSWORD": "x"})
     assert short.returncode == 2 and "at least 8 characters" in short.stderr
+
+
+def test_agent_add_without_a_terminal_says_how_to_give_the_password(db: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DIALER_AGENT_PASSWORD"}
+    out = subprocess.run(
+        [sys.executable, "-m", "dialer.cli", "agent", "add", "ana", "--name", "Ana"],
+        capture_output=True, text=True, cwd=db, stdin=subprocess.DEVNULL, timeout=120,
+        env={**env, "DIALER_DATABASE_URL": f"sqlite+aiosqlite:///{db}/d.sqlite3"},
+    )  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--password-stdin" in out.stderr and "DIALER_AGENT_PASSWORD" in out.stderr
+
+
+def test_agent_phone_is_set_at_add_and_changed_by_update(db: Path) -> None:
+    added = subprocess.run(
+        [sys.executable, "-m", "dialer.cli", "agent", "add", "ana", "--name", "Ana",
+         "--password-stdin"],
+        input="long-enough-pw\n", capture_output=True, text=True, cwd=db, timeout=120,
+        env={**os.environ, "DIALER_DATABASE_URL": f"sqlite+aiosqlite:///{db}/d.sqlite3"},
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "no phone yet" in added.stdout and "--phone" in added.stdout
+    out = _dialer(db, "agent", "update", "ana", "--phone", "PJSIP/agent1001")
+    assert out.returncode == 0 and "phone PJSIP/agent1001" in out.stdout
+    assert "\tana\tagent\tactive\tPJSIP/agent1001\tAna" in _dialer(db, "agent", "list").stdout
+    bad = _dialer(db, "agent", "update", "ana", "--phone", "agent1001")
+    assert bad.returncode == 2 and "TECHNOLOGY/ENDPOINT" in bad.stderr
+    assert _dialer(db, "agent", "update", "nobody", "--name", "X").returncode == 2
