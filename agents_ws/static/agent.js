@@ -97,6 +97,44 @@ function applyState(st) {
   }
   updateButtons();
   tick();
+  // Offline, or "logged in" on the strength of a call to the phone that may never connect:
+  // ask the server whether the phone can be reached at all.
+  if (st.state === "offline" || st.state === "logged_in") checkPhone(); else showPhone(null);
+}
+
+// ---- the agent's phone: why an agent stays offline (no phone, not registered, not answering)
+let phoneTimer = null;
+async function checkPhone() {
+  if (phoneTimer) return;  // one check in flight or scheduled at a time
+  phoneTimer = setTimeout(() => {
+    phoneTimer = null;
+    if (desk.state && ["offline", "logged_in"].includes(desk.state.state)) checkPhone();
+  }, 10000);
+  const token = sessionStorage.getItem("dialer.token");
+  if (!token) return;
+  try {
+    const res = await fetch("/api/agent/phone", { headers: { Authorization: "Bearer " + token } });
+    if (!res.ok) return;
+    const phone = await res.json();
+    const now = desk.state ? desk.state.state : "offline";
+    const broken = ["missing", "not_configured", "unreachable"].includes(phone.status);
+    if (now === "offline" || (now === "logged_in" && broken)) showPhone(phone);
+    else showPhone(null);
+  } catch (e) { /* the connection indicator already says the server is unreachable */ }
+}
+
+function showPhone(phone) {
+  const box = $("phone-status");
+  desk.phone = phone;
+  if (!phone) { box.classList.add("hidden"); box.textContent = ""; return; }
+  const text = I18N.t("phone_" + phone.status)
+    .replace("{endpoint}", phone.endpoint || "")
+    .replace("{login}", (desk.agent && desk.agent.login) || "");
+  box.textContent = text;
+  box.dataset.status = phone.status;
+  box.classList.toggle("error", phone.status !== "ok");
+  box.classList.remove("hidden");
+  if (phone.status !== "ok") $("state-badge").textContent = I18N.t("st_no_phone");
 }
 
 function inCall() { return desk.state && ["reserved", "talking", "wrap_up"].includes(desk.state.state); }
@@ -340,7 +378,7 @@ document.addEventListener("keydown", (ev) => {
 
 $("lang").value = I18N.lang;
 $("lang").addEventListener("change", (ev) => {
-  I18N.set(ev.target.value); fillSelectors(); if (desk.conn) setConn(desk.conn); if (desk.state) applyState(Object.assign({}, desk.state, { elapsed_s: (performance.now() - desk.stateAt) / 1000 }));
+  I18N.set(ev.target.value); fillSelectors(); if (desk.conn) setConn(desk.conn); if (desk.state) applyState(Object.assign({}, desk.state, { elapsed_s: (performance.now() - desk.stateAt) / 1000 })); if (desk.phone) showPhone(desk.phone);
   if (desk.call && desk.pop) showPop(desk.call, desk.pop);
 });
 I18N.apply();

@@ -43,6 +43,12 @@ const TEXTS = {
     ringing: "Timbrando", talking: "Hablando", abandon_rate: "Abandono",
     decision: "Decisión de marcación", away: "ausente",
     no_campaign_data: "Sin datos de campañas del motor todavía.",
+    st_no_phone: "Sin teléfono",
+    phone_missing: "No tiene un teléfono configurado, así que no puede recibir llamadas. Pida a un administrador: dialer agent update {login} --phone PJSIP/… y luego recargue esta página.",
+    phone_not_configured: "Su teléfono ({endpoint}) no existe en Asterisk. Pida a un administrador que lo configure (pjsip.conf) o que corrija el teléfono de su usuario.",
+    phone_unreachable: "Su teléfono ({endpoint}) no está registrado. Abra o revise su softphone y recargue esta página.",
+    phone_ok: "Llamando a su teléfono ({endpoint}): conteste para empezar el turno. Si no suena, revise el teléfono.",
+    phone_unknown: "No se puede comprobar su teléfono: este servidor no tiene conexión con Asterisk. Avise a su supervisor.",
   },
   en: {
     app_title: "Agent desktop", sup_title: "Supervisor", language: "Language",
@@ -84,6 +90,12 @@ const TEXTS = {
     ringing: "Ringing", talking: "Talking", abandon_rate: "Abandon rate",
     decision: "Pacing decision", away: "away",
     no_campaign_data: "No campaign figures from the engine yet.",
+    st_no_phone: "No phone",
+    phone_missing: "No phone is configured for you, so you cannot take calls. Ask an administrator: dialer agent update {login} --phone PJSIP/… and then reload this page.",
+    phone_not_configured: "Your phone ({endpoint}) does not exist in Asterisk. Ask an administrator to configure it (pjsip.conf) or to correct your user's phone.",
+    phone_unreachable: "Your phone ({endpoint}) is not registered. Open or check your softphone and reload this page.",
+    phone_ok: "Calling your phone ({endpoint}): answer it to start the shift. If it does not ring, check the phone.",
+    phone_unknown: "Your phone cannot be checked: this server has no connection to Asterisk. Tell your supervisor.",
   },
 };
 
