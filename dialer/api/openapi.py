@@ -88,6 +88,10 @@ def build_document(modules: Sequence[ModuleType]) -> JSON:
             if name in schemas and schemas[name] != schema:
                 raise ValueError(f"{module.__name__}: component schema {name} defined twice")
             schemas[name] = schema
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method in _HTTP_METHODS and isinstance(operation, dict):
+                operation.setdefault("operationId", operation_id(method, path))
     return {
         "openapi": "3.0.3",
         "info": {
@@ -103,6 +107,20 @@ def build_document(modules: Sequence[ModuleType]) -> JSON:
         },
         "security": [{"bearer": []}],
     }
+
+
+def operation_id(method: str, path: str) -> str:
+    """`POST /api/campaigns/{campaign_id}/start` -> `postCampaignsByCampaignIdStart`: unique
+    because method and path are, stable because both are, for client generators."""
+    words = [method.lower()]
+    for segment in path.strip("/").split("/"):
+        if segment == "api":
+            continue
+        if segment.startswith("{") and segment.endswith("}"):
+            words.append("By")
+            segment = segment[1:-1]
+        words.extend(part.capitalize() for part in segment.replace("-", "_").split("_") if part)
+    return "".join(words)
 
 
 async def serve_document(request: web.Request) -> web.Response:

@@ -80,7 +80,7 @@ _ERROR = {
     },
 }
 
-_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_NUMBER_OR_NULL = {"type": "number", "nullable": True}  # OpenAPI 3.0.3: no type lists
 
 OPENAPI_PATHS: dict[str, object] = {
     "/api/reports": {
@@ -91,7 +91,7 @@ OPENAPI_PATHS: dict[str, object] = {
             "or per aging bucket. Definitions of every figure are in the JSON body "
             "(report.definitions) and in the README.",
             "tags": ["reports"],
-            "security": [{"bearerAuth": []}],
+            "security": [{"bearer": []}],  # the scheme the document defines
             "parameters": [
                 {
                     "name": "from",
@@ -145,7 +145,7 @@ OPENAPI_PATHS: dict[str, object] = {
                                             "by": {"type": "string"},
                                             "from": {"type": "string", "format": "date"},
                                             "to": {"type": "string", "format": "date"},
-                                            "campaign_id": {"type": ["integer", "null"]},
+                                            "campaign_id": {"type": "integer", "nullable": True},
                                             "time_zone": {"type": "string"},
                                             "generated_at": {
                                                 "type": "string",
