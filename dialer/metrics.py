@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -53,7 +53,11 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _warned: set[str] = set()
 
 # Buckets around the 2 s regulatory limit, where the answer-to-agent latency matters most.
-BRIDGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0)
+# Buckets from 5 ms: a healthy bridge takes 25-45 ms, which the lowest buckets must resolve; the
+# upper ones sit around the 2 s regulatory limit.
+BRIDGE_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0,
+)  # fmt: skip
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -114,6 +118,12 @@ CAMPAIGN_STALLED = Gauge(
     "1 while the campaign runs and pacing wants calls but none goes out (no Asterisk, a setting, "
     "nothing dialable: the log line says which), else 0.",
     ["campaign"],
+)
+CAMPAIGN_INFO = Gauge(
+    "dialer_campaign_info",
+    "1 per campaign this process runs, labelled with its name: join on `campaign` "
+    "(group_left(name)) to show names. Campaign names are operations' labels, never debtor data.",
+    ["campaign", "name"],
 )
 
 # --- agents ------------------------------------------------------------------------------------
@@ -210,6 +220,7 @@ ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     ABANDON_CAP,
     CAMPAIGN_RUNNING,
     CAMPAIGN_STALLED,
+    CAMPAIGN_INFO,
     AGENTS,
     WS_CONNECTIONS,
     PACING_DECISIONS,
@@ -337,8 +348,67 @@ def _set_by_vocabulary(
 
 
 def set_campaign_running(campaign: int, running: bool) -> None:
-    """Whether this process runs the campaign now; the no-agent-ready alert keys on it."""
+    """Whether this process runs the campaign now; the no-agent-ready alert keys on it. The
+    engine says so before its first launch, so this is where the campaign's series start."""
+    if running:
+        init_campaign(campaign)
     CAMPAIGN_RUNNING.labels(_campaign(campaign)).set(1 if running else 0)
+
+
+_servers: set[str] = set()  # AMI servers seen (set_ami_up), for the originate series
+_initialised: set[tuple[str, str]] = set()  # (campaign, what) already at 0
+_names: dict[str, str] = {}  # campaign -> the name its info series carries
+
+
+def init_campaign(campaign: int, currencies: Iterable[str] = ()) -> None:
+    """Every labelled counter and histogram of the campaign at 0 before its first event, so that
+    dashboards show 0 rather than "No data" and increase() sees the first jump. Idempotent;
+    call again with the currencies of its accounts once they are known."""
+    label = _campaign(campaign)
+    todo = [("base", "")]
+    todo += [("server", s) for s in sorted(_servers)]
+    todo += [("currency", c) for c in currencies if isinstance(c, str) and _CURRENCY.match(c)]
+    for kind, value in todo:
+        if (label, f"{kind}:{value}") in _initialised:
+            continue
+        _initialised.add((label, f"{kind}:{value}"))
+        if kind == "server":
+            CALLS_ORIGINATED.labels(label, value)
+        elif kind == "currency":
+            PTP_CREATED.labels(label, value)
+            PTP_AMOUNT.labels(label, value)
+        else:
+            for counter in (CALLS_ANSWERED_LIVE, CALLS_ABANDONED, CALLS_CONNECTED):
+                counter.labels(label)
+            BRIDGE_LATENCY.labels(label)
+            for outcome in (*OUTCOMES, OTHER):
+                CALLS_BY_OUTCOME.labels(label, outcome)
+            for mode in (*PACING_MODES, OTHER):
+                PACING_DECISIONS.labels(label, mode)
+                PACING_LAUNCHES.labels(label, mode)
+            CAMPAIGN_STALLED.labels(label).set(0)
+
+
+def set_campaign_info(campaign: int, name: str) -> None:
+    """`dialer_campaign_info{campaign, name} 1`; a renamed campaign's old series goes."""
+    label = _campaign(campaign)
+    clean = "".join(ch for ch in str(name) if ch.isprintable())[:120]
+    old = _names.get(label)
+    if old == clean:
+        return
+    if old is not None:
+        with contextlib.suppress(KeyError):
+            CAMPAIGN_INFO.remove(label, old)
+    _names[label] = clean
+    CAMPAIGN_INFO.labels(label, clean).set(1)
+
+
+def forget_campaign_info(campaign: int) -> None:
+    label = _campaign(campaign)
+    old = _names.pop(label, None)
+    if old is not None:
+        with contextlib.suppress(KeyError):
+            CAMPAIGN_INFO.remove(label, old)
 
 
 def set_campaign_stalled(campaign: int, stalled: bool) -> None:
@@ -425,7 +495,9 @@ def record_ptp(campaign: int, currency: str, amount: Decimal) -> None:
 
 
 def set_ami_up(server: str, up: bool) -> None:
-    AMI_UP.labels(_slug("server", server)).set(1 if up else 0)
+    name = _slug("server", server)
+    _servers.add(name)
+    AMI_UP.labels(name).set(1 if up else 0)
 
 
 @contextlib.contextmanager

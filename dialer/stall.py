@@ -1,5 +1,6 @@
 """The stalled-campaign alarm: a running campaign whose pacing wants calls but that launches none
-(no Asterisk, a setting, nothing dialable), raised as a log line and `dialer_campaign_stalled`.
+(no Asterisk, a setting, nothing dialable), raised as a log line and `dialer_campaign_stalled`;
+and the campaign's info series (its name) and promise series (its currencies), set once seen.
 
 It watches the engine from outside (its decisions and the originate counter); pacing deciding
 to launch nothing (no agent ready, the abandon cap) is not a stall.
@@ -21,7 +22,7 @@ from dialer import metrics
 from dialer.doctor import campaign_problems
 from dialer.runtime import RUNTIME
 from dialer.store.db import make_sessionmaker
-from dialer.store.models import Campaign, CampaignAccount, MemberState
+from dialer.store.models import Account, Campaign, CampaignAccount, MemberState
 
 log = logging.getLogger("dialer.stall")
 
@@ -62,6 +63,7 @@ class StallWatch:
         self.mono = mono or (lambda: asyncio.get_running_loop().time())
         self.stalled_after_s = stalled_after_s
         self.seen: dict[int, _Seen] = {}
+        self.currencies: set[int] = set()  # campaigns whose promise series are initialised
 
     async def check(self) -> None:
         runtime = self.app.get(RUNTIME)
@@ -71,8 +73,14 @@ class StallWatch:
         for cid in list(self.seen):
             if cid not in runs:
                 self.seen.pop(cid)
+                self.currencies.discard(cid)
                 metrics.set_campaign_stalled(cid, False)
+                metrics.forget_campaign_info(cid)
         for cid, run in runs.items():
+            metrics.set_campaign_info(cid, run.view.name)
+            if cid not in self.currencies:
+                self.currencies.add(cid)
+                metrics.init_campaign(cid, await self.campaign_currencies(cid))
             sent = originated_total(cid)
             seen = self.seen.setdefault(cid, _Seen(sent))
             wants = run.view.state == "running" and (
@@ -96,6 +104,20 @@ class StallWatch:
                     seen.reason,
                     extra={"campaign_id": cid},
                 )
+
+    async def campaign_currencies(self, campaign_id: int) -> list[str]:
+        """The currencies of the campaign's accounts: its promise-to-pay series start at 0."""
+        from dialer.app import ENGINE
+
+        async with make_sessionmaker(self.app[ENGINE])() as s:
+            rows = await s.execute(
+                select(Account.currency)
+                .join(CampaignAccount, CampaignAccount.account_id == Account.id)
+                .where(CampaignAccount.campaign_id == campaign_id)
+                .distinct()
+                .limit(50)
+            )
+            return [str(c) for c in rows.scalars()]
 
     async def reason(self, campaign_id: int) -> str:
         runtime = self.app.get(RUNTIME)
@@ -151,6 +173,9 @@ def add_stall_watch(app: web.Application) -> StallWatch:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        for cid in watch.seen:  # this process no longer runs them
+            metrics.forget_campaign_info(cid)
+            metrics.set_campaign_stalled(cid, False)
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

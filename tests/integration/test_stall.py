@@ -44,7 +44,7 @@ async def test_a_campaign_that_wants_calls_and_sends_none_raises_the_alarm(
     # The engine's side as the watch reads it: a running campaign whose pacing wants 2 calls,
     # on a process whose one Asterisk connection is down. (A stand-in: the watch only reads.)
     run = SimpleNamespace(
-        view=SimpleNamespace(state="running"), decision=SimpleNamespace(launches=2)
+        view=SimpleNamespace(state="running", name="stuck"), decision=SimpleNamespace(launches=2)
     )
     server = SimpleNamespace(connection=SimpleNamespace(connected=False))
     app = web.Application()

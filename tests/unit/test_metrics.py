@@ -193,7 +193,8 @@ def test_every_metric_follows_the_naming_conventions() -> None:
 
 
 def test_labels_are_only_the_bounded_ones() -> None:
-    allowed = {"campaign", "server", "outcome", "stage", "state", "mode", "currency", "op"}
+    # `name` only on dialer_campaign_info: campaign names are operations' labels, not debtor data.
+    allowed = {"campaign", "server", "outcome", "stage", "state", "mode", "currency", "op", "name"}
     for metric in metrics.ALL_METRICS:
         assert set(metric._labelnames) <= allowed, metric._labelnames
 
@@ -235,3 +236,60 @@ def test_forgetting_a_campaign_drops_its_gauges_but_keeps_counters() -> None:
         assert REGISTRY.get_sample_value(name, {**labels, **extra}) is None, name
     assert value("dialer_campaign_running", **labels) == 0
     assert value("dialer_calls_originated_total", server="pbx1", **labels) == 1
+
+
+def test_a_running_campaign_starts_every_series_at_zero() -> None:
+    c = campaign()
+    metrics.set_ami_up("pbx-init", True)
+    label = {"campaign": str(c)}
+    assert REGISTRY.get_sample_value("dialer_calls_answered_live_total", label) is None
+    metrics.set_campaign_running(c, True)
+
+    def zero(name: str, **more: str) -> bool:
+        return REGISTRY.get_sample_value(name, {**label, **more}) == 0.0
+
+    assert zero("dialer_calls_originated_total", server="pbx-init")
+    for name in (
+        "dialer_calls_answered_live_total",
+        "dialer_calls_abandoned_total",
+        "dialer_calls_connected_to_agent_total",
+        "dialer_bridge_latency_seconds_count",
+        "dialer_campaign_stalled",
+    ):
+        assert zero(name), name
+    assert all(zero("dialer_call_outcomes_total", outcome=o) for o in metrics.OUTCOMES)
+    assert all(zero("dialer_pacing_decisions_total", mode=m) for m in metrics.PACING_MODES)
+    assert zero("dialer_bridge_latency_seconds_bucket", le="0.005")
+    # Promise series need the campaign's currencies.
+    metrics.init_campaign(c, ["MXN", "not-a-currency"])
+    assert zero("dialer_promises_to_pay_total", currency="MXN")
+    assert zero("dialer_promised_amount_total", currency="MXN")
+    # Idempotent: a second start does not reset what was counted.
+    metrics.record_answered_live(c)
+    metrics.set_campaign_running(c, True)
+    assert value("dialer_calls_answered_live_total", **label) == 1
+
+
+def test_bridge_latency_resolves_tens_of_milliseconds() -> None:
+    c = campaign()
+    metrics.record_connected(c, 0.030)
+    labels = {"campaign": str(c)}
+    assert value("dialer_bridge_latency_seconds_bucket", le="0.005", **labels) == 0
+    assert value("dialer_bridge_latency_seconds_bucket", le="0.025", **labels) == 0
+    assert value("dialer_bridge_latency_seconds_bucket", le="0.05", **labels) == 1
+
+
+def test_campaign_info_maps_the_id_to_its_name() -> None:
+    c = campaign()
+    metrics.set_campaign_info(c, "Cobranza 31-60")
+    info = "dialer_campaign_info"
+    assert REGISTRY.get_sample_value(info, {"campaign": str(c), "name": "Cobranza 31-60"}) == 1
+    metrics.set_campaign_info(c, "Cobranza 31-60 (MX)")  # renamed: one series, the new name
+    assert REGISTRY.get_sample_value(
+        "dialer_campaign_info", {"campaign": str(c), "name": "Cobranza 31-60"}
+    ) is None
+    assert REGISTRY.get_sample_value(info, {"campaign": str(c), "name": "Cobranza 31-60 (MX)"}) == 1
+    metrics.forget_campaign_info(c)
+    assert REGISTRY.get_sample_value(
+        "dialer_campaign_info", {"campaign": str(c), "name": "Cobranza 31-60 (MX)"}
+    ) is None
