@@ -37,8 +37,9 @@ REQUIRED_DIALPLAN: tuple[tuple[str, str], ...] = (
 )
 # The test originate: a Local channel into [dialer-doctor] that answers and hangs up at once.
 TEST_CHANNEL = "Local/answer@dialer-doctor/n"
-# Device states (DEVICE_STATE()) that mean an endpoint cannot take a call now.
-NOT_CONFIGURED = frozenset({"INVALID", "UNKNOWN"})
+# Device states (DEVICE_STATE()) that mean an endpoint cannot take a call now. UNKNOWN is not
+# among them: Asterisk says it for endpoints it has no state for, which may well answer.
+NOT_CONFIGURED = frozenset({"INVALID"})
 NOT_REACHABLE = frozenset({"UNAVAILABLE"})
 SCAN_LIMIT = 20_000  # accounts a campaign check evaluates (the claim itself scans far fewer)
 SCAN_BATCH = 1_000
