@@ -92,9 +92,9 @@ function applyState(st) {
   badge.dataset.state = st.state;
   badge.classList.remove("hidden");
   $("state-timer").classList.remove("hidden");
-  if (st.state === "ready" || st.state === "paused" || st.state === "logged_in" || st.state === "offline") {
-    if (!st.call_id && st.state !== "ready") { /* keep the last pop visible for late submissions */ }
-  }
+  // Ready means the last call is done with: its pop goes, so nothing can be recorded against
+  // it by mistake (paused or offline keep it visible for a late submission).
+  if (st.state === "ready" && desk.call && desk.call.call_id !== st.call_id) clearPop();
   updateButtons();
   tick();
   // Offline, or "logged in" on the strength of a call to the phone that may never connect:
