@@ -16,6 +16,7 @@ from dialer.agent_service import DbAgentPort, add_agent_routes
 from dialer.api.openapi import add_ops_routes
 from dialer.api.reports import add_routes as add_report_routes
 from dialer.doctor import quick_checks
+from dialer.live import add_live_figures
 from dialer.runtime import RUNTIME, add_dialing
 from dialer.settings import Settings
 from dialer.stall import add_stall_watch
@@ -107,4 +108,5 @@ async def build_app(settings: Settings, engine: AsyncEngine | None = None) -> we
         assert isinstance(hub.port, DbAgentPort)
         add_dialing(app, settings, hub.port)
         add_stall_watch(app)
+        add_live_figures(app)
     return app

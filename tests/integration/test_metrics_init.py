@@ -1,5 +1,6 @@
 """/metrics of a serving dialer: a campaign's series exist at 0 from the moment it runs (so
-dashboards show 0, and increase() sees the first call), with its name in dialer_campaign_info."""
+dashboards show 0, and increase() sees the first call), with its name in dialer_campaign_info;
+the supervisor view gets the same campaign's live figures."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents_ws.server import HUB
 from dialer.app import build_app
 from dialer.runtime import RUNTIME
 from dialer.settings import AmiServer, Settings
@@ -65,6 +67,11 @@ async def test_a_running_campaigns_series_start_at_zero(engine: AsyncEngine) -> 
                     ):
                         break
                     await asyncio.sleep(0.5)
+            # The supervisor view gets the same campaign, by name, with the pacing decision.
+            async with asyncio.timeout(10):
+                while not app[HUB].supervisor_snapshot()["campaigns"]:
+                    await asyncio.sleep(0.2)
+            [live] = app[HUB].supervisor_snapshot()["campaigns"]
     finally:
         await pbx.stop()
     # No agent is ready: nothing was dialed, and yet every counter is there, at 0.
@@ -77,3 +84,7 @@ async def test_a_running_campaigns_series_start_at_zero(engine: AsyncEngine) -> 
     assert seen[("dialer_bridge_latency_seconds_bucket", "le=0.005")] == 0
     assert seen[("dialer_promises_to_pay_total", "currency=MXN")] == 0
     assert seen[("dialer_campaign_stalled", "")] == 0
+    assert live["name"] == "Cobranza temprana" and live["campaign_id"] == int(cid)
+    assert (live["dialing"], live["ringing"], live["talking"]) == (0, 0, 0)
+    # No agent is ready: progressive pacing launches nothing, and says so.
+    assert live["decision"].startswith("progressive: launch 0")
