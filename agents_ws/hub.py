@@ -622,6 +622,7 @@ class AgentHub:
                     "agent_id": s.identity.agent_id,
                     "name": s.identity.name,
                     "login": s.identity.login,
+                    "role": s.identity.role,  # the supervisor view lists supervisors apart
                     "state": s.sm.state.value,
                     "reason": s.sm.reason,
                     "elapsed_s": round(s.sm.time_in_state(now), 1),

@@ -59,7 +59,13 @@ function render() {
   if (!last) return;
   // Keep keyboard focus across re-renders (the table is rebuilt every second).
   const focused = document.activeElement && document.activeElement.dataset.key;
-  const agents = last.agents.filter((a) => a.state !== "offline" || a.connected).map((a) => [
+  // Supervisors and admins watching are not agents: listed apart, without call actions.
+  const present = last.agents.filter((a) => a.state !== "offline" || a.connected);
+  const watchers = present.filter((a) => a.role && a.role !== "agent").map((a) => [
+    a.name + " (" + a.login + ")", I18N.t("role_" + a.role), fmtDuration(a.elapsed_s),
+  ]);
+  $("supervisors").replaceChildren(table(["agent", "role", "time_in_state"], watchers));
+  const agents = present.filter((a) => !a.role || a.role === "agent").map((a) => [
     a.name + " (" + a.login + ")",
     el("span", { class: "badge", "data-state": a.state }, I18N.t("st_" + a.state) + (a.away ? " · " + I18N.t("away") : "")),
     fmtDuration(a.elapsed_s),
