@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="run the dialer service",
-        description="Run the dialer: HTTP API, agent desktop and websockets, /metrics. "
-        "Refuses to start on a database schema that is behind (run `dialer migrate`).",
+        description="Run the dialer: HTTP API, agent desktop and websockets, /metrics, and with "
+        "DIALER_AMI_SERVERS set the engine that dials. Refuses to start on a database schema "
+        "that is behind (run `dialer migrate`); `dialer doctor` checks the rest of a set-up.",
     )
     p.add_argument("--host", help="bind address (default: DIALER_HTTP_HOST)")
     p.add_argument("--port", type=int, help="port (default: DIALER_HTTP_PORT)")
@@ -46,6 +47,12 @@ async def _serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.http_host, args.port or settings.http_port
     await web.TCPSite(runner, host, port).start()
     log.info("dialer listening on http://%s:%s", host, port)
+    if not settings.ami_servers:
+        # Said once at start, and by /healthz ("degraded") for as long as it lasts.
+        log.warning(
+            "no Asterisk server configured (DIALER_AMI_SERVERS): this process serves the API "
+            "and desktops but dials nothing; `dialer doctor` checks a set-up"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
