@@ -130,15 +130,19 @@ async def check_database(engine: AsyncEngine) -> list[Check]:
 
 # --- Asterisk ----------------------------------------------------------------------------------
 class AmiProbe:
-    """One short-lived AMI session for the checks (never the dialing pool's own connection)."""
+    """One short-lived AMI session for the checks; or, on the start path, read-only actions over
+    a connection the dialing pool holds (`connection`, never closed here)."""
 
-    def __init__(self, server: AmiServer, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, server: AmiServer, timeout_s: float = 5.0, connection: AmiConnection | None = None
+    ) -> None:
         self.server = server
         self.timeout_s = timeout_s
         options = AmiOptions(
             connect_timeout=timeout_s, action_timeout=timeout_s, boot_timeout=timeout_s
         )
-        self.conn = AmiConnection(server, on_event=lambda _m: None, options=options)
+        self.owned = connection is None
+        self.conn = connection or AmiConnection(server, on_event=lambda _m: None, options=options)
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> str | None:
@@ -155,6 +159,8 @@ class AmiProbe:
         return self.conn.last_error or f"no login within {self.timeout_s:.0f} s"
 
     async def close(self) -> None:
+        if not self.owned:
+            return
         with contextlib.suppress(Exception):
             await self.conn.close()
         if self._task is not None:
@@ -216,7 +222,7 @@ async def check_ami_server(probe: AmiProbe) -> list[Check]:
             )
         else:
             checks.append(ok(f"{name} dialplan", "every context the dialer drives is loaded"))
-        checks.append(await _check_trunk(probe, name))
+        checks.append(await check_trunk(probe, name))
         checks.append(await _test_originate(probe, name))
     except AmiError as exc:
         checks.append(
@@ -230,7 +236,7 @@ async def check_ami_server(probe: AmiProbe) -> list[Check]:
     return checks
 
 
-async def _check_trunk(probe: AmiProbe, name: str) -> Check:
+async def check_trunk(probe: AmiProbe, name: str) -> Check:
     prefix = await probe.getvar("DIALER_TRUNK_PREFIX")
     suffix = await probe.getvar("DIALER_TRUNK_SUFFIX")
     if not prefix:
@@ -694,3 +700,18 @@ def start_refusals(
 
 def refusal_text(problems: Sequence[Check]) -> str:
     return "; ".join(f"{p.detail} (fix: {p.fix})" if p.fix else p.detail for p in problems)
+
+
+async def pool_trunk_refusals(connections: Sequence[AmiConnection]) -> list[Check]:
+    """The trunk, checked over the first connection the dialing pool is logged in to: refused
+    only on a clear answer (an Asterisk that cannot say, e.g. a simulated one, is no refusal)."""
+    for conn in connections:
+        if not conn.connected:
+            continue
+        probe = AmiProbe(conn.server, 2.0, connection=conn)
+        try:
+            check = await check_trunk(probe, f"asterisk {conn.server.name}")
+        except AmiError:
+            return []
+        return [] if check.ok else [check]
+    return []

@@ -31,7 +31,7 @@ from dialer.auth import require_role
 from dialer.compliance.profiles import DAYS, ProfileError, available_profiles, load_profile
 from dialer.compliance.rules import CAP_KEYS, Caps
 from dialer.compliance.windows import parse_narrowing
-from dialer.doctor import refusal_text, start_refusals
+from dialer.doctor import pool_trunk_refusals, refusal_text, start_refusals
 from dialer.domain.retry import RetryRuleError, RetryRules
 from dialer.engine.engine import pacing_error
 from dialer.store.claim import ORDERINGS
@@ -305,9 +305,10 @@ async def update_campaign(request: web.Request) -> web.StreamResponse:
     return reply(out)
 
 
-def _refuse_if_it_cannot_dial(request: web.Request, campaign: Campaign) -> None:
+async def _refuse_if_it_cannot_dial(request: web.Request, campaign: Campaign) -> None:
     """409 naming every reason a running campaign would launch nothing (no caller ID, bad
-    profile or pacing, no Asterisk configured or connected), each with its fix."""
+    profile or pacing, no Asterisk configured or connected, the dialplan's trunk missing or
+    unreachable), each with its fix."""
     from dialer.runtime import RUNTIME  # the runtime imports the API's neighbours: call time
 
     runtime = request.app.get(RUNTIME)
@@ -317,6 +318,8 @@ def _refuse_if_it_cannot_dial(request: web.Request, campaign: Campaign) -> None:
         else [s.name for s in runtime.pool.servers if s.connection.connected]
     )
     problems = start_refusals(campaign, common.settings(request).ami_servers, connected)
+    if runtime is not None and connected:
+        problems += await pool_trunk_refusals([s.connection for s in runtime.pool.servers])
     if problems:
         body = {
             "error": "cannot_dial",
@@ -337,7 +340,7 @@ def _transition(action: str) -> Any:
             if campaign.state not in allowed:
                 fail(409, "conflict", f"cannot {action} a campaign that is {campaign.state}")
             if action == "start":
-                _refuse_if_it_cannot_dial(request, campaign)
+                await _refuse_if_it_cannot_dial(request, campaign)
             campaign.state = target.value
             await s.flush()
             return reply(await _full(s, campaign))
@@ -411,7 +414,8 @@ OPENAPI_PATHS: JSON = {
                 "summary": f"{action.capitalize()} the campaign"
                 + (
                     " (409 `cannot_dial`, with `reasons`, while it could not dial: no caller "
-                    "ID, bad profile or pacing, no Asterisk server configured or connected)"
+                    "ID, bad profile or pacing, no Asterisk server configured or connected, no "
+                    "trunk in its dialplan)"
                     if action == "start"
                     else ""
                 ),

@@ -15,9 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialer.app import build_app
 from dialer.auth import hash_password
+from dialer.runtime import RUNTIME
+from dialer.settings import AmiServer, Settings
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import Account, Agent, Campaign, CampaignAccount, Phone
 from tests.fixtures.asterisk import SANDBOX, AsteriskAmi
@@ -232,3 +236,46 @@ async def test_a_campaign_with_nothing_dialable_says_which_rule_blocks_it(
     blocked = [p for p in accounts["detail"].split("; ") if p.startswith("2 blocked: ")]
     assert len(blocked) == 1 and reason in blocked[0].lower(), accounts["detail"]
     assert accounts["fix"]
+
+
+@pytest.mark.postgres
+@pytest.mark.asterisk
+async def test_a_missing_trunk_is_reported_and_refuses_the_start(
+    pg_engine: AsyncEngine, pg_url: str, asterisk_ami: AsteriskAmi, sandbox_cli: list[str]
+) -> None:
+    campaign_id = await seed(pg_engine)
+    async with make_sessionmaker(pg_engine).begin() as s:
+        campaign = await s.get(Campaign, campaign_id)
+        assert campaign is not None
+        campaign.state = "draft"
+        s.add(Agent(login="sup", name="Sup", role="supervisor",
+                    password_hash=hash_password("pass-1234")))  # fmt: skip
+    # The dialplan's trunk points at a context that does not exist (undone by the fixture).
+    await asyncio.to_thread(
+        subprocess.run,
+        [str(SANDBOX), "cli", *sandbox_cli, "dialplan set global DIALER_TRUNK_SUFFIX @nowhere"],
+        check=True, timeout=60, capture_output=True,
+    )  # fmt: skip
+    status, checks = await asyncio.to_thread(
+        doctor, pg_url, ami_url(asterisk_ami), "--campaign", str(campaign_id)
+    )
+    assert status == 1
+    trunk = checks["asterisk pbx trunk"]
+    assert trunk["status"] == "fail" and "context nowhere not found" in trunk["detail"]
+    assert "DIALER_TRUNK_SUFFIX" in trunk["fix"]
+
+    # The API's start path asks the same of the Asterisk the service is logged in to.
+    settings = Settings(
+        ami_servers=(AmiServer.parse(ami_url(asterisk_ami)),), process_name="doctor-start"
+    )
+    app = await build_app(settings, pg_engine)
+    async with TestClient(TestServer(app)) as client:
+        await app[RUNTIME].pool.wait_connected(15)
+        login = await client.post("/api/login", json={"login": "sup", "password": "pass-1234"})
+        token = (await login.json())["token"]
+        resp = await client.post(
+            f"/api/campaigns/{campaign_id}/start", headers={"Authorization": f"Bearer {token}"}
+        )
+        body = await resp.json()
+    assert resp.status == 409 and body["error"] == "cannot_dial"
+    assert [r["name"] for r in body["reasons"]] == ["asterisk pbx trunk"]
