@@ -206,11 +206,12 @@ async def check_ami_server(probe: AmiProbe) -> list[Check]:
         ]
     checks = [ok(f"{name} login", f"logged in to {probe.server.redacted()}")]
     try:
-        missing = [
-            f"{ext}@{ctx}"
-            for ctx, ext in REQUIRED_DIALPLAN
-            if not await probe.has_extension(ctx, ext)
-        ]
+        missing = []
+        for ctx, ext in REQUIRED_DIALPLAN:
+            if not await probe.has_extension(ctx):
+                missing.append(f"context [{ctx}]")
+            elif not await probe.has_extension(ctx, ext):
+                missing.append(f"extension {ext} in [{ctx}]")
         if missing:
             checks.append(
                 fail(

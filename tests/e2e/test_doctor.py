@@ -163,14 +163,15 @@ async def test_a_missing_dialplan_context_is_reported(
     await seed(pg_engine)
     removed = await asyncio.to_thread(
         subprocess.run,
-        [str(SANDBOX), "cli", *sandbox_cli, "dialplan remove extension login@dialer-agent-session"],
+        [str(SANDBOX), "cli", *sandbox_cli, "dialplan remove context dialer-agent-session"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert "removed" in removed.stdout, removed.stdout
+    assert "Removed context" in removed.stdout, removed.stdout
     status, checks = await asyncio.to_thread(doctor, pg_url, ami_url(asterisk_ami))
     assert status == 1
     dialplan = checks["asterisk pbx dialplan"]
-    assert dialplan["status"] == "fail" and "login@dialer-agent-session" in dialplan["detail"]
+    assert dialplan["status"] == "fail"
+    assert dialplan["detail"] == "missing context [dialer-agent-session]"
     assert "asterisk_conf/extensions.conf" in dialplan["fix"]
     assert "dialplan reload" in dialplan["fix"]
 
