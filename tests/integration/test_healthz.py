@@ -24,12 +24,15 @@ async def health(engine: AsyncEngine) -> tuple[int, dict[str, object]]:
 
 async def test_healthz_names_what_stops_the_dialing(engine: AsyncEngine) -> None:
     async with make_sessionmaker(engine).begin() as s:
-        s.add(Campaign(name="no-cid", state="running", compliance_profile="MX"))
+        campaign = Campaign(name="no-cid", state="running", compliance_profile="MX")
+        s.add(campaign)
         s.add(Agent(login="ana", name="Ana", password_hash="x"))
+        await s.flush()
+        cid = campaign.id
     status, body = await health(engine)
     assert status == 200 and body["status"] == "degraded"
     failing = {c["name"]: c for c in body["checks"] if c["status"] == "fail"}  # type: ignore[union-attr]
-    assert set(failing) == {"asterisk", "campaign 1 (no-cid) caller ID", "agent ana phone"}
+    assert set(failing) == {"asterisk", f"campaign {cid} (no-cid) caller ID", "agent ana phone"}
     assert "DIALER_AMI_SERVERS" in failing["asterisk"]["fix"]
     assert failing["agent ana phone"]["fix"].startswith("`dialer agent update ana --phone")
 
