@@ -19,6 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dialer",
         description="Predictive and progressive outbound dialer for collections contact centers.",
+        epilog="First time: README, 'Your first real call' (migrate, agent add --phone, campaign "
+        "create/start, import, serve). Before a shift, and whenever nothing dials: `dialer "
+        "doctor` checks the database, Asterisk, agents' phones and campaigns and says how to fix "
+        "each failure. `dialer COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"dialer {__version__}")
     parser.add_argument(
