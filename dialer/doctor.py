@@ -351,7 +351,13 @@ async def check_agents(
                 )
             )
             continue
-        states = [await p.device_state(agent.endpoint) for p in connected]
+        try:
+            states = [await p.device_state(agent.endpoint) for p in connected]
+        except AmiError as exc:
+            checks.append(
+                warn(f"{name} phone", f"{agent.endpoint}: not checked ({exc})", "run again")
+            )
+            continue
         usable = [s for s in states if s not in NOT_CONFIGURED | NOT_REACHABLE]
         if usable:
             checks.append(ok(f"{name} phone", f"{agent.endpoint} {usable[0]}"))
