@@ -89,8 +89,10 @@ async def test_a_newcomer_follows_the_readme_to_a_bridged_call(
     section = readme_section()
     script = "\n".join(readme_commands(section))
     # Where things are (see the module docstring); nothing else in the commands changes.
+    readme_url = "postgresql+asyncpg://postgres@127.0.0.1:5432/dialer_first_call"
+    assert readme_url in script, "the README's database URL changed: update this test's mapping"
+    script = script.replace(readme_url, server.url(db_name))
     script = script.replace("dialer_first_call", db_name)
-    script = script.replace("127.0.0.1:5432", f"{server.host}:{server.port}")
     script = script.replace(
         "-h 127.0.0.1 -U postgres", f"-h {server.host} -p {server.port} -U {server.user}"
     )
