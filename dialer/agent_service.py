@@ -42,6 +42,8 @@ from agents_ws.state import WRAP_UP_EXPIRED_CODE, AgentState
 from dialer import auth, metrics
 from dialer.compliance.claiming import claim_options
 from dialer.compliance.profiles import ProfileError
+from dialer.domain.retry import RetryRules
+from dialer.domain.settings import CampaignSettings, SettingsError
 from dialer.engine.ports import ReadyAgent
 from dialer.settings import Settings
 from dialer.store.claim import claim_phones
@@ -70,7 +72,6 @@ from pacing.snapshot import AgentView
 log = logging.getLogger("dialer.agent_service")
 HISTORY_ROWS = 10
 CALLBACK_HORIZON = dt.timedelta(days=366)
-SKIP_RETRY_S = 1800  # a skipped preview account comes back after this, unless retry_rules says
 
 # Used when a campaign defines no disposition codes of its own.
 DEFAULT_DISPOSITIONS: list[dict[str, JsonValue]] = [
@@ -698,8 +699,13 @@ class DbAgentPort:
         now = self._now()
         async with self.sessions.begin() as s:
             campaign = await s.get(Campaign, call.campaign_id)
-            rules = campaign.retry_rules if campaign else {}
-            delay = rules.get("skipped", SKIP_RETRY_S) if isinstance(rules, dict) else SKIP_RETRY_S
+            try:
+                rules = CampaignSettings.of(campaign).retry if campaign else RetryRules()
+            except SettingsError as exc:
+                raise PortRefused(
+                    f"campaign {call.campaign_id} settings: {exc}", "campaign_id", "unavailable"
+                ) from exc
+            comes_back_at = rules.phone_retry_at("skipped", now, call.time_zone)
             if call.attempt_id is not None:
                 attempt = await s.get(CallAttempt, call.attempt_id)
                 if attempt is not None and (
@@ -717,7 +723,7 @@ class DbAgentPort:
                     CampaignAccount.campaign_id == call.campaign_id,
                     CampaignAccount.account_id == call.account_id,
                 )
-                .values(next_attempt_at=now + dt.timedelta(seconds=float(delay)))
+                .values(next_attempt_at=comes_back_at)
             )
 
     async def supervise(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dialer.compliance.claiming import claim_options
 from dialer.compliance.profiles import ProfileError, load_profile
-from dialer.engine.engine import pacing_error
+from dialer.domain.settings import CampaignSettings, SettingsError
 from dialer.settings import AmiServer
 from dialer.store.claim import _candidates  # the claim's own view of an account, read-only here
 from dialer.store.db import make_sessionmaker
@@ -411,14 +411,17 @@ def campaign_problems(campaign: Campaign) -> list[Check]:
             )
         )
     mode = campaign.dial_mode or "predictive"
-    error = pacing_error(mode, dict(campaign.pacing or {}))
-    if error is not None:
+    try:
+        CampaignSettings.of(campaign)
+    except SettingsError as exc:
         problems.append(
             fail(
-                f"{name} pacing",
-                error,
+                f"{name} pacing" if exc.field.startswith("pacing") else f"{name} settings",
+                str(exc),
                 f"`dialer campaign update {campaign.id} --set pacing='{{...}}'` with knobs "
-                f"valid for {mode}",
+                f"valid for {mode}"
+                if exc.field.startswith("pacing")
+                else f"`dialer campaign update {campaign.id} ...` (fix {exc.field})",
             )
         )
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -111,6 +112,34 @@ class PredictiveSettings:
     refresh_samples: int = 25
     max_launch: int = 0
 
+    # What each knob may be: outside these the estimators divide by zero, take the log of a
+    # non-positive mean or overflow, or the loop stops meaning anything.
+    RANGES: ClassVar[Mapping[str, tuple[float, float]]] = {
+        "abandon_cap": (0.001, 0.2),
+        "target_margin": (0.0, 0.1),
+        "threshold_start": (1e-6, 1.0),
+        "threshold_team": (1.0, 10_000.0),
+        "threshold_exponent": (0.0, 5.0),
+        "loop_gain": (0.0, 100.0),
+        "loop_min": (-50.0, 0.0),
+        "estimate_z": (0.0, 10.0),
+        "loop_max": (0.0, 50.0),
+        "patience_s": (0.1, 30.0),
+        "horizon_s": (1, 600),
+        "min_team": (0, 10_000),
+        "warmup_attempts": (0, 1_000_000),
+        "warmup_live": (0, 1_000_000),
+        "warmup_handles": (0, 1_000_000),
+        "prior_contact_rate": (0.001, 1.0),
+        "prior_answer_s": (0.1, 600.0),
+        "prior_no_answer_s": (0.1, 600.0),
+        "prior_talk_s": (1.0, 36_000.0),
+        "prior_wrap_s": (0.1, 36_000.0),
+        "contact_half_life": (1.0, 1e7),
+        "refresh_samples": (1, 1_000_000),
+        "max_launch": (0, 100_000),
+    }
+
     @classmethod
     def from_mapping(cls, settings: Settings | None) -> PredictiveSettings:
         if not settings:
@@ -123,6 +152,11 @@ class PredictiveSettings:
         for key, raw in settings.items():
             if not isinstance(raw, int | float) or isinstance(raw, bool):
                 raise ValueError(f"predictive setting {key} must be a number, got {raw!r}")
+            low, high = cls.RANGES[key]
+            if not low <= raw <= high:
+                raise ValueError(
+                    f"predictive setting {key} must be in [{low}, {high}], got {raw!r}"
+                )
             values[key] = int(raw) if known[key].type in ("int", int) else float(raw)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -319,7 +353,10 @@ def make_policy(mode: str, settings: Settings | None = None) -> Policy:
     if mode == "progressive":
         return ProgressivePolicy()
     if mode == "power":
-        return PowerPolicy(float(settings.get("lines_per_agent", 2.0) or 2.0))
+        lines = settings.get("lines_per_agent", 2.0)
+        if isinstance(lines, bool) or not isinstance(lines, int | float) or not 1 <= lines <= 20:
+            raise ValueError(f"lines_per_agent must be a number in [1, 20], got {lines!r}")
+        return PowerPolicy(float(lines))
     if mode == "predictive":
         return PredictivePolicy(PredictiveSettings.from_mapping(settings))
     if mode == "vicidial-adaptive":

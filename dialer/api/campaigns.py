@@ -29,12 +29,15 @@ from dialer.api.schema import (
 )
 from dialer.auth import require_role
 from dialer.compliance.profiles import DAYS, ProfileError, available_profiles, load_profile
-from dialer.compliance.rules import CAP_KEYS, Caps
 from dialer.compliance.windows import parse_narrowing
 from dialer.doctor import pool_trunk_refusals, refusal_text, start_refusals
-from dialer.domain.retry import RetryRuleError, RetryRules
-from dialer.engine.engine import pacing_error
-from dialer.store.claim import ORDERINGS
+from dialer.domain.settings import (
+    CAP_KEYS,
+    EXTRA_CAP_KEYS,
+    ORDERING_NAMES,
+    CampaignSettings,
+    SettingsError,
+)
 from dialer.store.models import (
     CallAttempt,
     Campaign,
@@ -45,8 +48,6 @@ from dialer.store.models import (
 )
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
-# Stored inside `Campaign.caps` until they get columns of their own (see the report).
-EXTRA_CAP_KEYS = ("claim_order", "caller_id_match_area")
 _INTERVAL = array(string(5, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"), 2)
 _DAY_WINDOW: dict[str, object] = {"type": "array", "maxItems": 4, "items": _INTERVAL}
 
@@ -59,11 +60,11 @@ FIELDS: dict[str, dict[str, object]] = {
         description="Narrows the profile's window: day -> [[start, end], ...]; [] closes the day.",
     ),
     "caps": obj({k: integer(0, 10_000, nullable=True) for k in CAP_KEYS}),
-    "claim_order": array(string(enum=list(ORDERINGS)), 7),
+    "claim_order": array(string(enum=list(ORDERING_NAMES)), 7),
     "caller_id": string(32, pattern=E164, nullable=True),
     "caller_id_pool": array(string(32, pattern=E164), 500),
     "caller_id_match_area": boolean("Prefer pool numbers in the debtor's area code."),
-    # Which knobs apply depends on dial_mode: checked against it after the schema (_check_pacing).
+    # Which knobs apply depends on dial_mode: checked against it after the schema (check_settings).
     "pacing": {
         "type": "object",
         "additionalProperties": True,
@@ -137,29 +138,30 @@ TRANSITIONS = {
 
 
 def check_fields(data: JSON, schema: JsonSchema) -> None:
-    """Raise Invalid naming the field: the schema, then what a schema cannot say (the window
-    narrowing, caps and retry rules parse). Shared by the API and the CLI."""
+    """Raise Invalid naming the field: the schema, then the calling window's narrowing (the rest
+    of the settings are parsed whole by `check_settings`). Shared by the API and the CLI."""
     validate(data, schema)
     try:
         if "calling_window" in data:
             parse_narrowing(data["calling_window"])  # type: ignore[arg-type]
-        if "caps" in data:
-            Caps.parse(data["caps"])  # type: ignore[arg-type]
     except ProfileError as exc:
         raise Invalid(str(exc).split(":")[0], str(exc).split(": ", 1)[-1]) from exc
-    if "retry_rules" in data:
-        try:
-            RetryRules.from_campaign(data["retry_rules"])  # type: ignore[arg-type]
-        except RetryRuleError as exc:
-            raise Invalid("retry_rules", str(exc)) from exc
 
 
-def _check_pacing(campaign: Campaign) -> None:
-    """The pacing settings must suit the dial mode (the runner would not dial otherwise)."""
-    mode = campaign.dial_mode or DialMode.PREDICTIVE.value  # the column's default at insert
-    error = pacing_error(mode, dict(campaign.pacing or {}))
-    if error is not None:
-        fail(400, "invalid_request", error, error.split(":", 1)[0])
+def check_settings(campaign: Campaign) -> CampaignSettings:
+    """The campaign's settings as the engine and preview will read them: Invalid naming the field
+    when they cannot be used (pacing for the dial mode, retry rules, caps, claim order)."""
+    try:
+        return CampaignSettings.of(campaign)
+    except SettingsError as exc:
+        raise Invalid(exc.field, exc.detail) from exc
+
+
+def _check_settings(campaign: Campaign) -> None:
+    try:
+        check_settings(campaign)
+    except Invalid as exc:
+        fail(400, "invalid_request", str(exc), exc.field)
 
 
 async def _checked_body(request: web.Request, schema: JsonSchema) -> JSON:
@@ -273,7 +275,7 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
                 name=data["name"], caps={}, calling_window={}, pacing={}, retry_rules={}
             )
             apply_fields(campaign, data)
-            _check_pacing(campaign)
+            _check_settings(campaign)
             s.add(campaign)
             await s.flush()
             out = await _full(s, campaign)
@@ -297,7 +299,7 @@ async def update_campaign(request: web.Request) -> web.StreamResponse:
         async with common.sessions(request).begin() as s:
             campaign = await _get(s, campaign_id)
             apply_fields(campaign, data)
-            _check_pacing(campaign)
+            _check_settings(campaign)
             await s.flush()
             out = await _full(s, campaign)
     except IntegrityError:

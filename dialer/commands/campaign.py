@@ -151,6 +151,13 @@ def _check(data: dict[str, object], schema: api.JsonSchema) -> None:
         raise UserError(str(exc)) from exc
 
 
+def _check_settings(campaign: Campaign) -> None:
+    try:
+        api.check_settings(campaign)
+    except Invalid as exc:
+        raise UserError(str(exc)) from exc
+
+
 async def _run(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
 
@@ -183,12 +190,14 @@ async def _run(args: argparse.Namespace) -> int:
                         name=args.name, caps={}, calling_window={}, pacing={}, retry_rules={}
                     )
                     api.apply_fields(campaign, data)
+                    _check_settings(campaign)
                     s.add(campaign)
                 elif args.action == "update":
                     data = fields_from(args)
                     _check(data, api.UPDATE)
                     campaign = await _find(s, args.campaign)
                     api.apply_fields(campaign, data)
+                    _check_settings(campaign)
                 else:
                     allowed, target = api.TRANSITIONS[args.action]
                     campaign = await _find(s, args.campaign)

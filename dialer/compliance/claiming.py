@@ -15,7 +15,8 @@ from typing import Protocol
 from dialer.compliance.callerid import choose_caller_id
 from dialer.compliance.profiles import ProfileError
 from dialer.compliance.rules import CampaignLike, CampaignRules, ComplianceRule
-from dialer.store.claim import ORDERINGS, CallerIdFor, Rule
+from dialer.domain.settings import SettingsError, parse_claim_order
+from dialer.store.claim import CallerIdFor, Rule
 from dialer.store.models import Account, Phone
 
 
@@ -38,9 +39,10 @@ class ClaimOptions:
 def claim_options(campaign: ClaimCampaign) -> ClaimOptions:
     """ProfileError (naming the key) when the campaign's profile, window, caps or order is bad."""
     caps = campaign.caps or {}
-    order = caps.get("claim_order") or ["priority"]
-    if not isinstance(order, list) or any(o not in ORDERINGS for o in order):
-        raise ProfileError(f"caps.claim_order: a list of {', '.join(ORDERINGS)}")
+    try:
+        order = parse_claim_order(caps.get("claim_order"))
+    except SettingsError as exc:
+        raise ProfileError(str(exc)) from exc
     pool = [str(n) for n in campaign.caller_id_pool or []]
     match_area = bool(caps.get("caller_id_match_area", False))
     default = campaign.caller_id
@@ -49,5 +51,5 @@ def claim_options(campaign: ClaimCampaign) -> ClaimOptions:
         return choose_caller_id(phone.number, pool, default, match_area=match_area, key=account.id)
 
     return ClaimOptions(
-        ComplianceRule(CampaignRules.for_campaign(campaign)), tuple(order), caller_id_for
+        ComplianceRule(CampaignRules.for_campaign(campaign)), order, caller_id_for
     )

@@ -15,35 +15,12 @@ from zoneinfo import ZoneInfo
 from dialer.compliance.profiles import Interval, Profile, ProfileError, load_profile
 from dialer.compliance.windows import Window, parse_narrowing
 from dialer.compliance.zones import debtor_zones, valid_zone
+from dialer.domain.settings import Caps, SettingsError
 from dialer.store.claim import Candidate, Choice, PastAttempt, Rule
 from dialer.store.models import DialMode, Phone
 
 # A DNC hit without a known expiry, or a block with no computable end, is re-checked after this.
 RECHECK = dt.timedelta(hours=24)
-CAP_KEYS = ("phone_per_day", "phone_total", "account_per_day", "account_total")
-
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """Per-phone and per-account attempt caps from `Campaign.caps`; None means no cap."""
-
-    phone_per_day: int | None = None
-    phone_total: int | None = None
-    account_per_day: int | None = None
-    account_total: int | None = None
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, object]) -> Caps:
-        values: dict[str, int | None] = {}
-        for key in CAP_KEYS:
-            value = raw.get(key)
-            if value is None:
-                values[key] = None
-            elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                values[key] = value
-            else:
-                raise ProfileError(f"caps.{key}: expected a whole number >= 0 or null")
-        return cls(**values)
 
 
 class CampaignLike(Protocol):
@@ -71,10 +48,14 @@ class CampaignRules:
 
     @classmethod
     def for_campaign(cls, campaign: CampaignLike) -> CampaignRules:
+        try:
+            caps = Caps.parse(campaign.caps or {})
+        except SettingsError as exc:
+            raise ProfileError(str(exc)) from exc
         return cls(
             profile=load_profile(campaign.compliance_profile),
             narrowing=parse_narrowing(campaign.calling_window or {}),
-            caps=Caps.parse(campaign.caps or {}),
+            caps=caps,
             agent_guaranteed=campaign.dial_mode == DialMode.PREVIEW.value,
         )
 

@@ -26,6 +26,8 @@ DEFAULT_DELAYS: Mapping[str, dt.timedelta | str] = {
     "hung_up_early": dt.timedelta(hours=2),
     # Talked to someone: the disposition decides; this only keeps the phone from an instant redial.
     "human": dt.timedelta(hours=4),
+    # An agent skipped the account in preview: it comes back to the campaign after this.
+    "skipped": dt.timedelta(minutes=30),
 }
 # Outcomes after which the number itself is wrong: it is never dialed again by any campaign.
 INVALIDATING = frozenset({"invalid_number"})

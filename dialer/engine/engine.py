@@ -23,6 +23,7 @@ from dialer import metrics
 from dialer.compliance.claiming import ClaimOptions, claim_options
 from dialer.compliance.profiles import load_profile
 from dialer.domain.retry import RetryRules
+from dialer.domain.settings import pacing_error
 from dialer.engine.ports import (
     AgentsPort,
     CallEvent,
@@ -79,25 +80,6 @@ class InvalidPacing:
 
     def decide(self, snapshot: Snapshot) -> Decision:
         return Decision(0, self.name, self.error, basic_inputs(snapshot))
-
-
-def pacing_error(dial_mode: str, pacing: dict[str, Any]) -> str | None:
-    """Why `make_policy` refuses the campaign's settings, naming the field; None when it takes
-    them. The API refuses such settings with the same words."""
-    try:
-        make_policy(dial_mode, pacing)
-    except (ValueError, TypeError) as exc:
-        if str(exc).startswith("unknown pacing mode"):
-            return f"dial_mode: {exc}"
-        if not any(str(key) in str(exc) for key in pacing):
-            # e.g. "could not convert string to float": find the setting that says so.
-            for key, value in pacing.items():
-                try:
-                    make_policy(dial_mode, {key: value})
-                except (ValueError, TypeError):
-                    return f"pacing.{key}: {exc}"
-        return f"pacing: {exc}"
-    return None
 
 
 def _policy_for(view: CampaignView) -> Policy:

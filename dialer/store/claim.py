@@ -94,7 +94,7 @@ class ClaimResult:
 Rule = Callable[[Candidate, dt.datetime], Choice]
 CallerIdFor = Callable[[Account, Phone], str | None]
 
-# Account orderings a campaign may pick (after due callbacks, which always come first).
+# The SQL of each ordering a campaign may pick (`dialer.domain.settings.ORDERING_NAMES`).
 ORDERINGS: dict[str, Callable[[], ColumnElement[Any]]] = {
     "priority": lambda: CampaignAccount.priority.desc(),
     "aging_youngest_first": lambda: Account.days_past_due.asc(),

@@ -118,7 +118,7 @@ async def test_duplicate_campaign_name_is_a_conflict(client: Client) -> None:
         ({"name": "x", "compliance_profile": "XX"}, "compliance_profile"),
         ({"name": "x", "surprise": 1}, "surprise"),
         ({"name": ""}, "name"),
-        ({"name": "x", "retry_rules": {"busy": -1}}, "retry_rules"),
+        ({"name": "x", "retry_rules": {"busy": -1}}, "retry_rules.busy"),
     ],
 )
 async def test_invalid_campaign_is_refused_naming_the_field(

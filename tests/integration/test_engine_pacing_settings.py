@@ -48,7 +48,7 @@ async def _headers(client: Client) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"dial_mode": "predictive", "pacing": {"target_abandon": 0.02}}, "pacing"),
+        ({"dial_mode": "predictive", "pacing": {"target_abandon": 0.02}}, "pacing.target_abandon"),
         ({"dial_mode": "power", "pacing": {"lines_per_agent": "two"}}, "pacing.lines_per_agent"),
     ],
 )
@@ -86,7 +86,7 @@ async def test_an_update_that_breaks_the_pacing_is_refused(client: Client) -> No
     cid = (await resp.json())["id"]
     # The settings stay, the mode changes: power's knob means nothing to predictive.
     resp = await client.patch(f"/api/campaigns/{cid}", json={"dial_mode": "predictive"}, headers=h)
-    assert resp.status == 400 and (await resp.json())["field"] == "pacing"
+    assert resp.status == 400 and (await resp.json())["field"] == "pacing.lines_per_agent"
     resp = await client.get(f"/api/campaigns/{cid}", headers=h)
     assert (await resp.json())["dial_mode"] == "power", "nothing was saved"
 

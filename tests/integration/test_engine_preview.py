@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents_ws.engine_port import AgentIdentity, PortRefused
 from dialer.agent_service import DbAgentPort
+from dialer.domain.retry import next_local_midnight
 from dialer.engine.engine import Engine, PreviewRefused
 from dialer.engine.ports import CallEvent, CallEventKind, ReadyAgent
 from dialer.store import leases
@@ -340,3 +342,45 @@ async def test_a_due_callback_whose_owner_is_busy_goes_to_another_ready_agent(
     assert hub.popped == [(3, attempt_id)], "the debtor is not kept waiting for the owner"
     assert loop.time() - answered < 0.5
     assert await _callback_status(engine, cb_id) == "done"
+
+
+@pytest.mark.parametrize(
+    ("skipped", "expected"),
+    [
+        (600, lambda now, zone: now + dt.timedelta(seconds=600)),
+        (None, lambda now, zone: now + dt.timedelta(minutes=30)),  # the default
+        ("next_day", lambda now, zone: next_local_midnight(now, zone)),
+    ],
+    ids=["seconds", "default", "next_day"],
+)
+async def test_a_skipped_preview_rests_as_retry_rules_skipped_says(
+    engine: AsyncEngine, skipped: object, expected: Callable[[dt.datetime, str], dt.datetime]
+) -> None:
+    """`retry_rules.skipped` takes what the API accepts for any outcome, "next_day" included."""
+    zone = midday_zone(_now())
+    cid = await _preview_campaign(engine, zone)
+    sessions = make_sessionmaker(engine)
+    async with sessions.begin() as s:
+        from dialer.store.models import Agent
+
+        s.add(Agent(id=1, login="a", name="A", password_hash="-"))
+        campaign = await s.get(Campaign, cid)
+        assert campaign is not None
+        campaign.retry_rules = {} if skipped is None else {"skipped": skipped}
+    port = DbAgentPort(sessions)
+    agent = AgentIdentity(1, "a", "A", "agent")
+    found = await port.next_preview(agent, cid)
+    assert found is not None
+    offer, _pop = found
+    before = _now()
+    await port.skip_preview(agent, offer)
+    after = _now()
+    async with sessions() as s:
+        row = (await s.execute(select(CampaignAccount))).scalar_one()
+        attempt = await s.get(CallAttempt, offer.attempt_id)
+    assert attempt is not None and attempt.outcome == "skipped"
+    due = row.next_attempt_at
+    assert due is not None
+    due = due if due.tzinfo else due.replace(tzinfo=dt.UTC)
+    assert expected(before, zone) - dt.timedelta(seconds=1) <= due
+    assert due <= expected(after, zone) + dt.timedelta(seconds=1)

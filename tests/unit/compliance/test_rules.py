@@ -12,6 +12,7 @@ import pytest
 from dialer.compliance.profiles import ProfileError, load_profile
 from dialer.compliance.rules import CampaignRules, Caps, ComplianceRule
 from dialer.compliance.windows import parse_narrowing
+from dialer.domain.settings import SettingsError
 from dialer.store.claim import Candidate, PastAttempt
 from dialer.store.models import Account, Phone
 
@@ -412,5 +413,5 @@ def test_narrowing_with_an_unknown_day_is_refused() -> None:
 
 
 def test_bad_cap_value_names_the_key() -> None:
-    with pytest.raises(ProfileError, match=r"caps\.phone_per_day"):
+    with pytest.raises(SettingsError, match=r"caps\.phone_per_day"):
         Caps.parse({"phone_per_day": "three"})
