@@ -828,7 +828,7 @@ class HubAgents:
     def views(self, campaign_id: int) -> list[AgentView]:
         self._campaigns.add(campaign_id)
         return [
-            AgentView(_PACING_STATE[a.state], a.time_in_state)
+            AgentView(_pacing_state(a.state, a.phone_up), a.time_in_state)
             for a in self.hub.snapshot(campaign_id)
         ]
 
@@ -917,6 +917,13 @@ _PACING_STATE = {
     AgentState.TALKING: PacingAgentState.TALKING,
     AgentState.WRAP_UP: PacingAgentState.WRAP_UP,
 }
+
+
+def _pacing_state(state: AgentState, phone_up: bool) -> PacingAgentState:
+    """A ready agent whose phone session is down takes no call: not available for pacing."""
+    if state == AgentState.READY and not phone_up:
+        return PacingAgentState.PAUSED
+    return _PACING_STATE[state]
 
 
 def add_agent_routes(app: web.Application, settings: Settings) -> AgentHub:

@@ -140,6 +140,8 @@ class Desk:
     campaign_id: int
     agent_id: int = 0
     state: str = "offline"
+    phone: str = "down"  # the agent's nailed-up session, as the desktop is told ("up"/"down")
+    phone_reasons: list[str] = field(default_factory=list)  # every phone_reason told, in order
     call_id: str | None = None
     pops: list[int] = field(default_factory=list)  # attempt ids, in order
     disposed: list[int] = field(default_factory=list)
@@ -172,6 +174,10 @@ class Desk:
                 self.agent_id = int(agent["id"])
             elif kind == "state":
                 self.state = str(data["state"])
+                self.phone = str(data.get("phone", "down"))
+                reason = data.get("phone_reason")
+                if reason and (not self.phone_reasons or self.phone_reasons[-1] != reason):
+                    self.phone_reasons.append(str(reason))
             elif kind == "screen_pop":
                 call = data["call"]
                 assert isinstance(call, dict)
