@@ -11,8 +11,8 @@ agent's nailed-up channel is on the shared Asterisk.
 
 Channels (payloads are JSON, under Postgres's 8000-byte limit):
 - `dialer_agents`: presence (on each change and every `heartbeat_s`), finished calls, goodbyes;
-- `dialer_agents_<node>`: requests to one process (reserve, connected, unreserve, ended) and
-  the replies to its reservations.
+- `dialer_agents_<node>`: requests to one process (prepare: read a ringing call's screen pop;
+  reserve, connected, unreserve, ended) and the replies to its reservations.
 """
 
 from __future__ import annotations
@@ -240,6 +240,15 @@ class ClusterAgents:
         else:
             await self.local.call_ended(agent_id, attempt_id)
 
+    def prepare(self, attempt_id: int) -> None:
+        """The call rings: every process holding agents reads its offer and screen pop now, so
+        that whichever process reserves the agent at the answer reads nothing then."""
+        self.local.prepare(attempt_id)
+        for node in sorted({r.node for r in self.remote.values()}):
+            self._spawn(
+                self._send(node_channel(node), {"k": "prepare", "attempt": attempt_id}), "prepare"
+            )
+
     # --- the agents' side of a call another process placed ----------------------------------
 
     async def hang_up(self, attempt_id: int) -> bool:
@@ -400,6 +409,8 @@ class ClusterAgents:
             self._spawn(self._serve_reserve(origin, m), "reserve")
         elif kind == "hangup":
             self._spawn(self._serve_hangup(_int(m["attempt"])), kind)
+        elif kind == "prepare":
+            self.local.prepare(_int(m["attempt"]))
         elif kind in ("connected", "unreserve", "ended"):
             self._spawn(self._serve_call(origin, kind, _int(m["agent"]), _int(m["attempt"])), kind)
 

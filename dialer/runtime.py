@@ -24,7 +24,7 @@ from dialer.agent_service import DbAgentPort, HubAgents
 from dialer.cluster import ClusterAgents, cluster_for
 from dialer.engine.engine import Engine, PreviewRefused
 from dialer.engine.pool_telephony import PoolTelephony
-from dialer.engine.ports import OriginateRefused, ReadyAgent
+from dialer.engine.ports import CallEvent, CallEventKind, OriginateRefused, ReadyAgent
 from dialer.settings import Settings
 from dialer.telephony.agent_sessions import AgentSessions
 from dialer.telephony.asterisk import CallNotFound
@@ -180,9 +180,17 @@ class DialingRuntime:
             cluster.on_hang_up = telephony.hangup
             self.port.telephony.cluster = cluster
         self.engine = engine
+        prepare = agents.prepare if cluster is None else cluster.prepare
+
+        async def deliver(event: CallEvent) -> None:
+            # Ringing: the screen pop is read now, so the router reads nothing at the answer.
+            if event.kind in (CallEventKind.ORIGINATED, CallEventKind.RINGING):
+                prepare(event.attempt_id)
+            await engine.on_event(event)
+
         self._tasks = [
             asyncio.create_task(engine.run(), name="engine"),
-            asyncio.create_task(telephony.pump(engine.on_event), name="call-events"),
+            asyncio.create_task(telephony.pump(deliver), name="call-events"),
             asyncio.create_task(phones.run(), name="agent-sessions"),
         ]
         if cluster is not None:
