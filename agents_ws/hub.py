@@ -256,7 +256,10 @@ class AgentHub:
         """The agent keeps their state (telephony brings the channel back by itself); until
         then no call is routed to them and pacing counts them as not available."""
         s = self.sessions.get(agent_id)
-        if s is None or s.sm.state == S.OFFLINE:
+        if s is None:
+            return
+        if s.sm.state == S.OFFLINE:  # logging in (the welcome's state will say it)
+            s.phone_up, s.phone_reason = False, reason
             return
         if s.phone_up or s.phone_reason != reason:
             s.phone_up, s.phone_reason = False, reason

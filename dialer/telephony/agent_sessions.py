@@ -106,6 +106,9 @@ class AgentSessions:
         self._phones: dict[int, _Phone] = {}
         # Originates whose agent logged out before the phone answered: hung up when it does.
         self._orphans: set[str] = set()
+        # Agents who logged out while a server was unreachable: their sessions there are hung up
+        # by the audit once it is back (unless they logged in again meanwhile).
+        self._unwanted: set[int] = set()
         self._wake = asyncio.Event()
         self._audit_due: set[str] = set()  # servers whose link came back: audit them first
         self._tasks: set[asyncio.Task[None]] = set()
@@ -130,8 +133,10 @@ class AgentSessions:
         if phone is None:
             phone = self._phones[agent_id] = _Phone(agent_id, endpoint)
         phone.endpoint = endpoint
+        self._unwanted.discard(agent_id)
         if not endpoint:
             phone.reason = NO_ENDPOINT
+            self._tell(agent_id, False, NO_ENDPOINT)
             return False
         async with phone.lock:
             if phone.up or phone.originating is not None:
@@ -147,6 +152,8 @@ class AgentSessions:
         phone = self._phones.pop(agent_id, None)
         if phone is not None and phone.originating is not None:
             self._orphans.add(phone.originating)
+        if len(self._connected()) < len(self.pool.servers):
+            self._unwanted.add(agent_id)
         for server in self._connected():
             try:
                 channels = (await self._sessions_on(server.connection)).get(agent_id, [])
@@ -216,7 +223,12 @@ class AgentSessions:
 
     async def _audit(self) -> None:
         self._audit_due.clear()
-        for server in self._connected():
+        servers = self._connected()
+        if len(servers) == len(self.pool.servers):
+            unwanted, self._unwanted = self._unwanted, set()  # every server is audited now
+        else:
+            unwanted = set(self._unwanted)
+        for server in servers:
             versions = {a: p.version for a, p in self._phones.items()}
             try:
                 found = await self._sessions_on(server.connection)
@@ -228,6 +240,9 @@ class AgentSessions:
                     extra={"server": server.name},
                 )
                 continue
+            for agent_id in [a for a in unwanted if a not in self._phones]:
+                for channel in found.get(agent_id, []):
+                    await self._hang_up(server.name, channel, agent_id)
             for agent_id, phone in list(self._phones.items()):
                 if versions.get(agent_id) != phone.version or phone.originating is not None:
                     continue  # changed while Asterisk answered, or a session on its way up
@@ -300,8 +315,8 @@ class AgentSessions:
 
     async def _originate(self, phone: _Phone) -> None:
         servers = self._connected()
-        if not servers or not phone.endpoint:
-            return
+        if not servers or not phone.endpoint or self._phones.get(phone.agent_id) is not phone:
+            return  # nowhere to ring, or the agent logged out meanwhile
         preferred = [s for s in servers if s.name == phone.server] or servers
         server = preferred[0]
         action_id = f"{ACTION_PREFIX}{phone.agent_id}-{secrets.token_hex(4)}"
@@ -321,6 +336,8 @@ class AgentSessions:
                     "Variable": f"DIALER_AGENT={phone.agent_id}",
                 }
             )
+            if self._phones.get(phone.agent_id) is not phone:
+                self._orphans.add(action_id)  # logged out while it was being sent
         except AmiError as exc:
             log.warning(
                 "agent %d: session Originate failed: %s",

@@ -82,7 +82,7 @@ async def test_an_agent_without_an_endpoint_gets_no_session(
     w = await make_watcher()
     assert await w.sessions.open(8, None) is False
     await asyncio.sleep(0.3)  # several passes of the watcher: still nothing placed
-    assert pbx.placed == [] and w.told == []
+    assert pbx.placed == [] and w.told == [(8, False, "no_endpoint")]
 
 
 async def test_after_an_asterisk_restart_the_phones_come_back_by_themselves(
@@ -127,6 +127,22 @@ async def test_a_hung_up_phone_is_rung_again(
     await eventually(lambda: (4, False, "phone_hung_up") in w.told)
     await eventually(lambda: w.up(4))
     assert session_originates(pbx, 4) == 2
+
+
+async def test_a_logout_while_asterisk_is_unreachable_hangs_up_once_it_is_back(
+    pbx: SimPbx, make_watcher: Callable[[], Awaitable[Watcher]]
+) -> None:
+    w = await make_watcher()
+    await w.sessions.open(6, "PJSIP/ana6")
+    await eventually(lambda: w.up(6))
+    pbx.stop_accepting()
+    pbx.drop_connections()
+    await eventually(lambda: (6, False, "asterisk_down") in w.told)
+    await w.sessions.close(6)  # nothing to send it to
+    assert SESSION.format(6) in pbx.channels
+    pbx.start_accepting()
+    await eventually(lambda: SESSION.format(6) not in pbx.channels, timeout=10)
+    assert session_originates(pbx, 6) == 1
 
 
 async def test_a_restarted_dialer_adopts_the_session_instead_of_ringing_again(
