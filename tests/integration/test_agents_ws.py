@@ -662,6 +662,29 @@ async def test_engine_adapter_reserves_longest_waiting_and_pushes_pop(floor: Flo
     )
 
 
+async def test_an_agent_whose_phone_is_down_keeps_their_state_but_gets_no_call(
+    floor: Floor,
+) -> None:
+    agent_id, ws = await ready_agent(floor)
+    offer = await floor.account()
+    agents = HubAgents(floor.hub, floor.sessions)
+    woken: list[int] = []
+    agents.on_ready = woken.append
+    agents.views(offer.campaign_id)  # the engine runs this campaign
+    floor.hub.channel_down(agent_id, "asterisk_down")  # what telephony says when the link drops
+    told = await recv(ws, "state")
+    assert (told["state"], told["phone"]) == ("ready", "down")
+    assert told["phone_reason"] == "asterisk_down"
+    assert agents.longest_waiting(offer.campaign_id) is None
+    assert [v.state.name for v in agents.views(offer.campaign_id)] == ["PAUSED"]
+    floor.hub.channel_up(agent_id, "phone_up")
+    told = await recv(ws, "state")
+    assert (told["state"], told["phone"]) == ("ready", "up")
+    assert agents.longest_waiting(offer.campaign_id) == ReadyAgent(agent_id, "PJSIP/ana")
+    assert [v.state.name for v in agents.views(offer.campaign_id)] == ["READY"]
+    assert woken == [offer.campaign_id]  # the router hears that the agent is routable again
+
+
 async def test_a_call_prepared_while_it_rings_reserves_its_agent_without_reading_the_database(
     floor: Floor,
 ) -> None:
