@@ -111,8 +111,9 @@ class EnginePort(Protocol):
         ...
 
     async def open_agent_channel(self, agent: AgentIdentity) -> bool:
-        """Ask telephony for the agent's nailed-up channel. True: it is up now; False: telephony
-        will call `AgentHubApi.channel_up` when it is."""
+        """Ask telephony for the agent's nailed-up channel (adopted when Asterisk holds one
+        already). True: it is up now; False: telephony calls `AgentHubApi.channel_up` when it
+        is, and keeps watching it (`channel_down` when it drops, `channel_up` when it is back)."""
         ...
 
     async def close_agent_channel(self, agent: AgentIdentity) -> None:
@@ -165,6 +166,7 @@ class AgentSnapshot:
     time_in_state: float  # seconds
     campaign_id: int | None  # None: any campaign
     connected: bool  # False: socket dropped, still within the grace period
+    phone_up: bool = True  # False: the nailed-up channel is down; no call can reach the agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +228,13 @@ class AgentHubApi(Protocol):
         """Hang-up: the agent goes to wrap-up with the campaign's limit."""
         ...
 
-    def channel_up(self, agent_id: int) -> None: ...
+    def channel_up(self, agent_id: int, reason: str = "phone_up") -> None:
+        """The agent's nailed-up channel is up: calls may reach them again."""
+        ...
 
-    def channel_down(self, agent_id: int) -> None: ...
+    def channel_down(self, agent_id: int, reason: str = "phone_hung_up") -> None:
+        """The channel dropped (Asterisk down, phone hung up, not answered): the agent keeps
+        their state but gets no call until `channel_up`; the desktop is told why."""
+        ...
 
     def set_campaigns_live(self, campaigns: list[CampaignLive]) -> None: ...

@@ -83,6 +83,10 @@ class AgentSession:
     disconnected_at: float | None = None
     talk_started: float | None = None
     talk_s: float = 0.0
+    # The nailed-up channel (telephony watches it): no call is routed to an agent without it,
+    # and pacing does not count them as available.
+    phone_up: bool = False
+    phone_reason: str | None = "connecting"
 
 
 def _zone(name: str | None) -> dt.tzinfo:
@@ -136,6 +140,7 @@ class AgentHub:
                 s.sm.time_in_state(now),
                 s.campaign_id,
                 s.outlet is not None,
+                s.phone_up,
             )
             for s in self.sessions.values()
             if s.sm.state != S.OFFLINE
@@ -155,6 +160,7 @@ class AgentHub:
         for s in candidates:
             if (
                 s.sm.state != S.READY
+                or not s.phone_up
                 or self._away_too_long(s, now)
                 or s.campaign_id not in (None, campaign_id)
                 or s.identity.agent_id in exclude
@@ -181,6 +187,7 @@ class AgentHub:
             and s.call is not None
             and s.call.call_id == call_id
             and s.sm.state in (S.RESERVED, S.TALKING)
+            and s.phone_up
             and not self._away_too_long(s, self.clock())
         )
 
@@ -234,15 +241,40 @@ class AgentHub:
         elif s.sm.state == S.RESERVED:
             self._move(s, S.READY, now, "not_connected")
 
-    def channel_up(self, agent_id: int) -> None:
+    def channel_up(self, agent_id: int, reason: str = "phone_up") -> None:
         s = self.sessions.get(agent_id)
-        if s is not None and s.sm.state == S.OFFLINE:
+        if s is None:
+            return
+        if s.sm.state == S.OFFLINE:
+            s.phone_up, s.phone_reason = True, reason
             self._move(s, S.LOGGED_IN, self.clock())
+        elif not s.phone_up:
+            s.phone_up, s.phone_reason = True, reason
+            self._phone_changed(s)
 
-    def channel_down(self, agent_id: int) -> None:
+    def channel_down(self, agent_id: int, reason: str = "phone_hung_up") -> None:
+        """The agent keeps their state (telephony brings the channel back by itself); until
+        then no call is routed to them and pacing counts them as not available."""
         s = self.sessions.get(agent_id)
-        if s is not None and s.sm.state != S.OFFLINE:
-            self._move(s, S.OFFLINE, self.clock(), "channel_down")
+        if s is None:
+            return
+        if s.sm.state == S.OFFLINE:  # logging in (the welcome's state will say it)
+            s.phone_up, s.phone_reason = False, reason
+            return
+        if s.phone_up or s.phone_reason != reason:
+            s.phone_up, s.phone_reason = False, reason
+            self._phone_changed(s)
+
+    def _phone_changed(self, s: AgentSession) -> None:
+        now = self.clock()
+        self._send(s, self._state_message(s, now))
+        self._changed(s)
+        if s.phone_up and s.sm.state == S.READY:
+            for listener in self._listeners:  # a ready agent is routable again: wake the router
+                try:
+                    listener.agent_ready(s.campaign_id)
+                except Exception:
+                    log.exception("hub listener failed")
 
     def set_campaigns_live(self, campaigns: list[CampaignLive]) -> None:
         self._campaigns_live = list(campaigns)
@@ -326,6 +358,8 @@ class AgentHub:
             "campaign_id": s.campaign_id,
             "call_id": s.call.call_id if in_call and s.call else None,
             "wrap_up_remaining_s": None if remaining is None else round(remaining, 1),
+            "phone": "up" if s.phone_up else "down",
+            "phone_reason": s.phone_reason,
         }
 
     def _screen_pop_message(self, s: AgentSession) -> JsonObject:
@@ -403,6 +437,8 @@ class AgentHub:
             and s.sm.state in (S.LOGGED_IN, S.READY, S.PAUSED)
         ):
             self._move(s, S.OFFLINE, now, "disconnected")
+            s.phone_up, s.phone_reason = False, None
+            await self.port.close_agent_channel(s.identity)  # nobody is at that phone
 
     # --- sockets ------------------------------------------------------------------------
 
@@ -418,8 +454,14 @@ class AgentHub:
         self._count_sockets()
         campaigns = await self.port.campaigns()
         self._send(s, self._welcome(s, campaigns))
-        if s.sm.state == S.OFFLINE and await self.port.open_agent_channel(identity):
-            self.channel_up(identity.agent_id)
+        if s.sm.state == S.OFFLINE:
+            # Logged in either way; calls wait for the phone (telephony's channel_up says when,
+            # perhaps during this await: then the agent is logged in already).
+            s.phone_up, s.phone_reason = False, "connecting"
+            if await self.port.open_agent_channel(identity):
+                s.phone_up, s.phone_reason = True, "phone_up"
+            if s.sm.state == S.OFFLINE:
+                self._move(s, S.LOGGED_IN, self.clock())
         return s
 
     def detach(self, s: AgentSession, outlet: Outlet) -> None:
@@ -481,6 +523,7 @@ class AgentHub:
             return None
         if kind == "state.logout":
             self._require_state(s, (S.LOGGED_IN, S.READY, S.PAUSED), "log out")
+            s.phone_up, s.phone_reason = False, None
             self._move(s, S.OFFLINE, now, "logout", re_id=env.id)
             # Offline first, so no call is routed to the channel while it is being hung up.
             await self._port(self.port.close_agent_channel(s.identity))
@@ -630,6 +673,7 @@ class AgentHub:
                     "call_id": s.call.call_id if in_call and s.call else None,
                     "connected": s.outlet is not None,
                     "away": self._away_too_long(s, now),
+                    "phone": "up" if s.phone_up else "down",
                 }
             )
         campaigns: list[JsonValue] = [

@@ -4,12 +4,16 @@ and the forwarding of telephony commands; plus the one function that mounts the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 import zoneinfo
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from sqlalchemy import select, update
@@ -213,6 +217,10 @@ def choose_script(
 
 def disposition_codes(campaign: Campaign | None, language: str) -> list[dict[str, JsonValue]]:
     raw = campaign.dispositions if campaign is not None and campaign.dispositions else None
+    return _codes(raw, language)
+
+
+def _codes(raw: list[Any] | None, language: str) -> list[dict[str, JsonValue]]:
     codes: list[dict[str, JsonValue]] = []
     for item in raw or DEFAULT_DISPOSITIONS:
         if not isinstance(item, dict) or not isinstance(item.get("code"), str):
@@ -229,6 +237,26 @@ def disposition_codes(campaign: Campaign | None, language: str) -> list[dict[str
     return codes
 
 
+@dataclass(frozen=True, slots=True)
+class PopFacts:
+    """What a screen pop shows, as read from the database; the agent's language (script and
+    disposition labels) is applied by `render_pop`, which reads nothing."""
+
+    shown: ScreenPop  # everything but "script" and "disposition_codes"
+    scripts: dict[str, object]
+    bucket: str
+    days_past_due: int
+    dispositions: list[Any] | None
+
+
+def render_pop(facts: PopFacts, language: str) -> ScreenPop:
+    return {
+        **facts.shown,
+        "script": choose_script(facts.scripts, facts.bucket, facts.days_past_due, language),
+        "disposition_codes": list(_codes(facts.dispositions, language)),
+    }
+
+
 async def build_screen_pop(
     s: AsyncSession,
     campaign_id: int,
@@ -239,8 +267,24 @@ async def build_screen_pop(
     phone_id: int | None = None,
     language: str = "es",
 ) -> ScreenPop:
-    """Everything the agent sees when the call is bridged; the engine may call this while the
-    call rings so the pop is ready at the bridge."""
+    """Everything the agent sees when the call is bridged."""
+    facts = await read_pop_facts(
+        s, campaign_id, account_id, now, attempt_id=attempt_id, phone_id=phone_id
+    )
+    return render_pop(facts, language)
+
+
+async def read_pop_facts(
+    s: AsyncSession,
+    campaign_id: int,
+    account_id: int,
+    now: dt.datetime,
+    *,
+    attempt_id: int | None = None,
+    phone_id: int | None = None,
+) -> PopFacts:
+    """The pop's database reads; `HubAgents.prepare` runs them while the call rings, so that
+    reserving an agent at the answer reads nothing."""
     account = await s.get(Account, account_id)
     if account is None:
         raise PortRefused(f"account {account_id} does not exist", "account_id")
@@ -299,7 +343,7 @@ async def build_screen_pop(
         )
     ).scalar_one_or_none()
     zone = _zone(account.time_zone)
-    return {
+    shown: ScreenPop = {
         "campaign": {"id": campaign_id, "name": campaign.name if campaign else None},
         "attempt_id": attempt_id,
         "account": {
@@ -366,15 +410,15 @@ async def build_screen_pop(
             "due_local": callback.due_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             "notes": callback.notes,
         },
-        "script": choose_script(
-            dict(campaign.scripts) if campaign and campaign.scripts else {},
-            account.aging_bucket,
-            account.days_past_due,
-            language,
-        ),
         "custom_fields": dict(account.custom_fields or {}),
-        "disposition_codes": list(disposition_codes(campaign, language)),
     }
+    return PopFacts(
+        shown,
+        dict(campaign.scripts) if campaign and campaign.scripts else {},
+        account.aging_bucket,
+        account.days_past_due,
+        list(campaign.dispositions) if campaign is not None and campaign.dispositions else None,
+    )
 
 
 def local_to_utc(local: dt.datetime, zone_name: str | None) -> dt.datetime:
@@ -795,10 +839,15 @@ class DbAgentPort:
         return Ack(record_id)
 
 
+# A prepared call nobody reserved an agent for within this long is over (it rings at most 25 s,
+# AMD listens at most 5 s, the router then has 2 s): its offer and pop are dropped.
+PREPARED_TTL_S = 120.0
+
+
 class HubAgents:
     """The engine's `AgentsPort` (dialer/engine/ports.py) over the agents' hub: the router
-    reserves through it, and the screen pop is assembled while the agent is being reserved,
-    so that `connected` only pushes it."""
+    reserves through it. The call's offer and screen pop are read while the call rings
+    (`prepare`), so that reserving reads nothing and `connected` only pushes the pop."""
 
     def __init__(
         self,
@@ -818,6 +867,10 @@ class HubAgents:
         # all pick the same agent and all but one lose it, and wait for the router's next round.
         self._reserving: set[int] = set()
         self._campaigns: set[int] = set()  # campaigns the engine asked about (it runs them)
+        # attempt_id -> (monotonic time read, offer, pop facts), oldest first; and the reads
+        # under way, which a reservation waits for rather than read a second time.
+        self._prepared: OrderedDict[int, tuple[float, CallOffer, PopFacts]] = OrderedDict()
+        self._preparing: dict[int, asyncio.Task[None]] = {}
         hub.listen(self)
 
     def agent_ready(self, campaign_id: int | None) -> None:
@@ -834,7 +887,7 @@ class HubAgents:
     def views(self, campaign_id: int) -> list[AgentView]:
         self._campaigns.add(campaign_id)
         return [
-            AgentView(_PACING_STATE[a.state], a.time_in_state)
+            AgentView(_pacing_state(a.state, a.phone_up), a.time_in_state)
             for a in self.hub.snapshot(campaign_id)
         ]
 
@@ -858,42 +911,57 @@ class HubAgents:
         finally:
             self._reserving.discard(agent_id)
 
-    async def _reserve(self, agent_id: int, attempt_id: int) -> bool:
-        now = dt.datetime.now(dt.UTC)
-        async with self.sessions() as s:
-            row = (
-                await s.execute(
-                    select(CallAttempt, Campaign, Account.time_zone, Phone.time_zone)
-                    .join(Campaign, Campaign.id == CallAttempt.campaign_id)
-                    .join(Account, Account.id == CallAttempt.account_id)
-                    .join(Phone, Phone.id == CallAttempt.phone_id)
-                    .where(CallAttempt.id == attempt_id)
-                )
-            ).one_or_none()
-            if row is None:
-                return False
-            attempt, campaign, account_zone, phone_zone = row[0], row[1], row[2], row[3]
-            session = self.hub.sessions.get(agent_id)
-            language = session.identity.language if session else "es"
-            pop = await build_screen_pop(
-                s,
-                campaign.id,
-                attempt.account_id,
-                now,
-                attempt_id=attempt_id,
-                phone_id=attempt.phone_id,
-                language=language,
-            )
-        offer = CallOffer(
-            call_id=str(attempt_id),
-            campaign_id=campaign.id,
-            account_id=attempt.account_id,
-            attempt_id=attempt_id,
-            phone_id=attempt.phone_id,
-            time_zone=phone_zone or account_zone,
-            wrap_up_limit_s=float(campaign.wrap_up_limit_s),
-            wrap_up_expiry=campaign.wrap_up_expiry,
+    def prepare(self, attempt_id: int) -> None:
+        """The call is ringing: read its offer and screen pop now (in the background), so that
+        reserving an agent when it is answered reads nothing from the database."""
+        if attempt_id in self._prepared or attempt_id in self._preparing:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._prepare(attempt_id), name=f"prepare-{attempt_id}"
         )
+        self._preparing[attempt_id] = task
+        task.add_done_callback(lambda t: self._prepare_done(attempt_id, t))
+
+    def _prepare_done(self, attempt_id: int, task: asyncio.Task[None]) -> None:
+        self._preparing.pop(attempt_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # The class only (a database error may quote debtor data); reserve reads it again.
+            log.warning(
+                "screen pop not prepared: %s",
+                type(task.exception()).__name__,
+                extra={"attempt_id": attempt_id},
+            )
+
+    async def _prepare(self, attempt_id: int) -> None:
+        async with self.sessions() as s:
+            found = await _read_offer(s, attempt_id)
+        if found is None:
+            return
+        now = time.monotonic()
+        self._prepared[attempt_id] = (now, *found)
+        while self._prepared:  # oldest first: drop the calls that are surely over
+            oldest, (at, _offer, _facts) = next(iter(self._prepared.items()))
+            if now - at < PREPARED_TTL_S:
+                break
+            del self._prepared[oldest]
+
+    async def _reserve(self, agent_id: int, attempt_id: int) -> bool:
+        prepared = self._prepared.get(attempt_id)
+        if prepared is None and attempt_id in self._preparing:
+            # Answered while its pop was being read: wait for that read rather than repeat it.
+            reading = self._preparing[attempt_id]
+            await asyncio.gather(asyncio.shield(reading), return_exceptions=True)
+            prepared = self._prepared.get(attempt_id)
+        if prepared is not None:
+            _at, offer, facts = prepared
+        else:  # not prepared (a call adopted after a restart, a failed read): read it now
+            async with self.sessions() as s:
+                found = await _read_offer(s, attempt_id)
+            if found is None:
+                return False
+            offer, facts = found
+        session = self.hub.sessions.get(agent_id)
+        pop = render_pop(facts, session.identity.language if session else "es")
         if self.hub.reserve(offer, agent_id) is None:
             return False
         self._pops[agent_id] = (offer.call_id, pop)
@@ -911,7 +979,43 @@ class HubAgents:
         self.hub.release(call_id, "not_connected")
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:
+        self._prepared.pop(attempt_id, None)
         self.hub.call_ended(str(attempt_id))
+
+
+async def _read_offer(s: AsyncSession, attempt_id: int) -> tuple[CallOffer, PopFacts] | None:
+    """The call's offer to an agent and its screen pop's facts, or None for no such attempt."""
+    row = (
+        await s.execute(
+            select(CallAttempt, Campaign, Account.time_zone, Phone.time_zone)
+            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+            .join(Account, Account.id == CallAttempt.account_id)
+            .join(Phone, Phone.id == CallAttempt.phone_id)
+            .where(CallAttempt.id == attempt_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    attempt, campaign, account_zone, phone_zone = row[0], row[1], row[2], row[3]
+    facts = await read_pop_facts(
+        s,
+        campaign.id,
+        attempt.account_id,
+        dt.datetime.now(dt.UTC),
+        attempt_id=attempt_id,
+        phone_id=attempt.phone_id,
+    )
+    offer = CallOffer(
+        call_id=str(attempt_id),
+        campaign_id=campaign.id,
+        account_id=attempt.account_id,
+        attempt_id=attempt_id,
+        phone_id=attempt.phone_id,
+        time_zone=phone_zone or account_zone,
+        wrap_up_limit_s=float(campaign.wrap_up_limit_s),
+        wrap_up_expiry=campaign.wrap_up_expiry,
+    )
+    return offer, facts
 
 
 _PACING_STATE = {
@@ -923,6 +1027,13 @@ _PACING_STATE = {
     AgentState.TALKING: PacingAgentState.TALKING,
     AgentState.WRAP_UP: PacingAgentState.WRAP_UP,
 }
+
+
+def _pacing_state(state: AgentState, phone_up: bool) -> PacingAgentState:
+    """A ready agent whose phone session is down takes no call: not available for pacing."""
+    if state == AgentState.READY and not phone_up:
+        return PacingAgentState.PAUSED
+    return _PACING_STATE[state]
 
 
 def add_agent_routes(app: web.Application, settings: Settings) -> AgentHub:

@@ -11,8 +11,8 @@ agent's nailed-up channel is on the shared Asterisk.
 
 Channels (payloads are JSON, under Postgres's 8000-byte limit):
 - `dialer_agents`: presence (on each change and every `heartbeat_s`), finished calls, goodbyes;
-- `dialer_agents_<node>`: requests to one process (reserve, connected, unreserve, ended) and
-  the replies to its reservations.
+- `dialer_agents_<node>`: requests to one process (prepare: read a ringing call's screen pop;
+  reserve, connected, unreserve, ended) and the replies to its reservations.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from agents_ws.hub import AgentHub, AgentSession
 from agents_ws.state import AgentState
-from dialer.agent_service import _PACING_STATE, HubAgents
+from dialer.agent_service import HubAgents, _pacing_state
 from dialer.engine.ports import ReadyAgent
 from pacing.snapshot import AgentView
 
@@ -73,6 +73,7 @@ class RemoteAgent:
     channel: str | None
     entered: float  # this process's monotonic clock when the agent entered the state
     seq: int  # the message that said so, for ordering
+    phone_up: bool = True  # their nailed-up channel, as their process's telephony sees it
 
 
 @dataclass(slots=True)
@@ -156,7 +157,9 @@ class ClusterAgents:
         now = self.clock()
         for r in self.remote.values():
             if r.campaign_id in (None, campaign_id) and not self._is_local(r.agent_id):
-                views.append(AgentView(_PACING_STATE[r.state], max(0.0, now - r.entered)))
+                views.append(
+                    AgentView(_pacing_state(r.state, r.phone_up), max(0.0, now - r.entered))
+                )
         return views
 
     def longest_waiting(self, campaign_id: int, prefer: int | None = None) -> ReadyAgent | None:
@@ -237,6 +240,15 @@ class ClusterAgents:
         else:
             await self.local.call_ended(agent_id, attempt_id)
 
+    def prepare(self, attempt_id: int) -> None:
+        """The call rings: every process holding agents reads its offer and screen pop now, so
+        that whichever process reserves the agent at the answer reads nothing then."""
+        self.local.prepare(attempt_id)
+        for node in sorted({r.node for r in self.remote.values()}):
+            self._spawn(
+                self._send(node_channel(node), {"k": "prepare", "attempt": attempt_id}), "prepare"
+            )
+
     # --- the agents' side of a call another process placed ----------------------------------
 
     async def hang_up(self, attempt_id: int) -> bool:
@@ -277,6 +289,7 @@ class ClusterAgents:
     def _remote_ready(self, r: RemoteAgent, campaign_id: int) -> bool:
         return (
             r.state == S.READY
+            and r.phone_up
             and r.agent_id not in self._suspect
             and r.channel is not None
             and r.campaign_id in (None, campaign_id)
@@ -296,6 +309,7 @@ class ClusterAgents:
             round(s.sm.time_in_state(now), 3),
             s.campaign_id,
             s.identity.channel,
+            s.phone_up,
         ]
 
     def _changed(self, agent_id: int) -> None:
@@ -395,6 +409,8 @@ class ClusterAgents:
             self._spawn(self._serve_reserve(origin, m), "reserve")
         elif kind == "hangup":
             self._spawn(self._serve_hangup(_int(m["attempt"])), kind)
+        elif kind == "prepare":
+            self.local.prepare(_int(m["attempt"]))
         elif kind in ("connected", "unreserve", "ended"):
             self._spawn(self._serve_call(origin, kind, _int(m["agent"]), _int(m["attempt"])), kind)
 
@@ -414,14 +430,22 @@ class ClusterAgents:
             tis = _float(raw[2])
             campaign_id = None if raw[3] is None else _int(raw[3])
             channel = None if raw[4] is None else str(raw[4])
+            phone_up = bool(raw[5]) if len(raw) > 5 else True
             r = self.remote.get(agent_id)
             if r is not None and r.node == origin and r.seq > seq:
                 continue
-            newly_ready = state == S.READY and (
-                r is None or r.state != S.READY or r.campaign_id != campaign_id
+            newly_ready = (
+                state == S.READY
+                and phone_up
+                and (
+                    r is None
+                    or r.state != S.READY
+                    or r.campaign_id != campaign_id
+                    or not r.phone_up
+                )
             )
             self.remote[agent_id] = RemoteAgent(
-                agent_id, origin, state, campaign_id, channel, now - tis, seq
+                agent_id, origin, state, campaign_id, channel, now - tis, seq, phone_up
             )
             if state == S.READY:  # whatever we reserved them for is over
                 self._reserved.pop(agent_id, None)

@@ -24,8 +24,9 @@ from dialer.agent_service import DbAgentPort, HubAgents
 from dialer.cluster import ClusterAgents, cluster_for
 from dialer.engine.engine import Engine, PreviewRefused
 from dialer.engine.pool_telephony import PoolTelephony
-from dialer.engine.ports import OriginateRefused, ReadyAgent
+from dialer.engine.ports import CallEvent, CallEventKind, OriginateRefused, ReadyAgent
 from dialer.settings import Settings
+from dialer.telephony.agent_sessions import AgentSessions
 from dialer.telephony.asterisk import CallNotFound
 from dialer.telephony.pool import ServerPool
 
@@ -44,11 +45,17 @@ class PoolAgentTelephony:
     cluster: ClusterAgents | None = None  # reaches calls that another process placed
 
     def __init__(
-        self, pool: ServerPool, engine: Engine | None = None, hub: AgentHub | None = None
+        self,
+        pool: ServerPool,
+        engine: Engine | None = None,
+        hub: AgentHub | None = None,
+        phones: AgentSessions | None = None,
     ) -> None:
         self.pool = pool
         self.engine = engine  # dials preview calls and routes them
         self.hub = hub  # tells whether the agent still holds a preview at the answer
+        # The agents' nailed-up sessions, watched and re-opened (its `run` is the runtime's).
+        self.phones = phones or AgentSessions(pool, lambda _agent, _up, _why: None)
 
     async def _originate(self, fields: dict[str, str]) -> None:
         servers = self.pool.in_rotation()
@@ -57,41 +64,14 @@ class PoolAgentTelephony:
         await servers[0].connection.send({"Action": "Originate", "Async": "true", **fields})
 
     async def open_agent_channel(self, agent_id: int, endpoint: str | None) -> bool:
-        """Call the agent's phone into `[dialer-agent-session]` to wait in a holding bridge."""
-        if not endpoint:
-            return False
-        await self._originate(
-            {
-                "Channel": endpoint,
-                "Context": "dialer-agent-session",
-                "Exten": "login",
-                "Priority": "1",
-                "Timeout": "30000",
-                "Variable": f"DIALER_AGENT={agent_id}",
-            }
-        )
-        return True
+        """The agent's session in `[dialer-agent-session]`: adopted when Asterisk holds one,
+        else their phone is called; watched from then on (dialer/telephony/agent_sessions.py).
+        True when it is up now."""
+        return await self.phones.open(agent_id, endpoint)
 
     async def close_agent_channel(self, agent_id: int) -> None:
-        """Hang up the agent's nailed-up channel, found through the global the dialplan sets
-        (`DIALER_AGENT_<id>`, see [dialer-agent-session]) on whichever server holds it."""
-        for server in self.pool.in_rotation():
-            try:
-                reply = await server.connection.send(
-                    {"Action": "Getvar", "Variable": f"DIALER_AGENT_{agent_id}"}, limit_s=2.0
-                )
-                channel = str(reply.get("Value") or "")
-                if channel:
-                    await server.connection.send(
-                        {"Action": "Hangup", "Channel": channel, "Cause": "16"}, limit_s=2.0
-                    )
-            except Exception as exc:  # the channel may be gone already; logout goes on
-                log.warning(
-                    "agent %d: could not hang up the agent channel on %s: %s",
-                    agent_id,
-                    server.name,
-                    type(exc).__name__,
-                )
+        """Hang up every session of the agent, on whichever server holds it."""
+        await self.phones.close(agent_id)
 
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None:
         if attempt_id is None:
@@ -163,23 +143,18 @@ class DialingRuntime:
 
         return meter
 
-    def _agent_session(self, message: Message) -> None:
-        """`DialerAgentSession` user events tell the hub whether an agent's channel is up."""
-        if message.get("Event") != "UserEvent" or message.get("UserEvent") != "DialerAgentSession":
-            return
-        try:
-            agent_id = int(str(message.get("Agent", "")))
-        except ValueError:
-            return
+    def _phone_changed(self, agent_id: int, up: bool, reason: str) -> None:
+        """The agent's nailed-up session came up or went down (AgentSessions says which)."""
         hub = self.app[HUB]
-        if message.get("State") in ("login", "holding"):
-            hub.channel_up(agent_id)
-        elif message.get("State") == "logout":
-            hub.channel_down(agent_id)
+        if up:
+            hub.channel_up(agent_id, reason)
+        else:
+            hub.channel_down(agent_id, reason)
 
     async def start(self, _app: web.Application) -> None:
+        # Before the pool connects: the watcher must see the first login of every link.
+        phones = AgentSessions(self.pool, self._phone_changed)
         for server in self.pool.servers:
-            server.connection.listeners.append(self._agent_session)
             server.connection.listeners.append(self._lag_meter(server.name))
             server.connection.state_listeners.append(self._up_meter(server.name))
             metrics.set_ami_up(server.name, False)
@@ -200,14 +175,23 @@ class DialingRuntime:
         )
         agents.on_ready = engine.agent_ready
         agents.on_finished = engine.handle_finished
-        self.port.telephony = PoolAgentTelephony(self.pool, engine, self.app[HUB])
+        self.port.telephony = PoolAgentTelephony(self.pool, engine, self.app[HUB], phones)
         if cluster is not None:
             cluster.on_hang_up = telephony.hangup
             self.port.telephony.cluster = cluster
         self.engine = engine
+        prepare = agents.prepare if cluster is None else cluster.prepare
+
+        async def deliver(event: CallEvent) -> None:
+            # Ringing: the screen pop is read now, so the router reads nothing at the answer.
+            if event.kind in (CallEventKind.ORIGINATED, CallEventKind.RINGING):
+                prepare(event.attempt_id)
+            await engine.on_event(event)
+
         self._tasks = [
             asyncio.create_task(engine.run(), name="engine"),
-            asyncio.create_task(telephony.pump(engine.on_event), name="call-events"),
+            asyncio.create_task(telephony.pump(deliver), name="call-events"),
+            asyncio.create_task(phones.run(), name="agent-sessions"),
         ]
         if cluster is not None:
             self._tasks.append(asyncio.create_task(cluster.run(), name="agents-cluster"))

@@ -88,8 +88,11 @@ function onMessage(msg) {
 function applyState(st) {
   desk.state = st; desk.stateAt = performance.now() - (st.elapsed_s || 0) * 1000;
   const badge = $("state-badge");
-  badge.textContent = I18N.t("st_" + st.state) + (st.reason && st.state === "paused" ? " · " + I18N.t("r_" + st.reason) : "");
+  badge.textContent = I18N.t("st_" + st.state) + (st.reason && st.state === "paused" ? " · " + I18N.t("r_" + st.reason) : "")
+    // No call reaches the agent while their phone (nailed-up channel) is down; the dialer rings it again.
+    + (st.phone === "down" && st.state !== "offline" ? " · " + I18N.t("phone_down") : "");
   badge.dataset.state = st.state;
+  badge.dataset.phone = st.phone || "up";
   badge.classList.remove("hidden");
   $("state-timer").classList.remove("hidden");
   // Ready means the last call is done with: its pop goes, so nothing can be recorded against

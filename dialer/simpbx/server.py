@@ -8,7 +8,8 @@ What it implements (enough for `dialer.telephony`, not a general Asterisk):
   with `Application` it makes a plain up channel, e.g. a supervisor's ChanSpy; into
   `dialer-agent-session` it is an agent's phone in the holding bridge, with the dialplan's
   DialerAgentSession login/holding/logout UserEvents), Redirect (to
-  `dialer-connect,<agent>` or `dialer-safe-harbor`), Hangup, CoreShowChannels, Setvar, Getvar,
+  `dialer-connect,<agent>` or `dialer-safe-harbor`), Hangup, CoreShowChannels, Status (with
+  `Variables`), Setvar, Getvar (also the global `DIALER_AGENT_<id>` of an agent's session),
   MixMonitor, StopMixMonitor, UserEvent.
 - The events Asterisk 22 sends for such a call with the shipped dialplan and
   `timestampevents = yes`: Newchannel, VarSet (optional), Newstate, DialBegin/DialEnd,
@@ -438,12 +439,51 @@ class SimPbx:
             )
         )
 
+    def _action_status(self, session: AmiSession, aid: str, fields: Fields) -> None:
+        """Channel status, with the channel variables named in `Variables` (as Asterisk does)."""
+        wanted = [v.strip() for v in str(fields.get("variables", "")).split(",") if v.strip()]
+        name = str(fields.get("channel", ""))
+        if name:
+            one = self._find(name)
+            if one is None:
+                self._reply(session, aid, False, "No such channel")
+                return
+            chosen = [one]
+        else:
+            chosen = list(self.channels.values())
+        self._reply(session, aid, True, "Channel status will follow", EventList="start")
+        for ch in chosen:
+            out: dict[str, str | Sequence[str]] = {"Event": "Status", "ActionID": aid}
+            out.update(self._chan(ch))
+            out.update({"Application": ch.application, "BridgeID": ch.bridge})
+            values = [f"{v}={ch.variables.get(v, '')}" for v in wanted]
+            if values:
+                out["Variable"] = values if len(values) > 1 else values[0]
+            session.write(render(out))
+        session.write(
+            render(
+                {
+                    "Event": "StatusComplete",
+                    "ActionID": aid,
+                    "EventList": "Complete",
+                    "ListItems": str(len(chosen)),
+                    "Items": str(len(chosen)),
+                }
+            )
+        )
+
     def _find(self, ident: str) -> SimChannel | None:
         return self.channels.get(ident) or self._by_uniqueid.get(ident)
 
     def _action_getvar(self, session: AmiSession, aid: str, fields: Fields) -> None:
-        ch = self._find(str(fields.get("channel", "")))
         var = str(fields.get("variable", ""))
+        if not fields.get("channel") and var.startswith("DIALER_AGENT_"):
+            # The global the shipped dialplan sets at an agent's login: their session's channel.
+            agent = self.channels.get(f"PJSIP/agent{var.removeprefix('DIALER_AGENT_')}-session")
+            value = agent.name if agent is not None and agent.agent_session else ""
+            self._reply(session, aid, True, "Result will follow", Variable=var, Value=value)
+            return
+        ch = self._find(str(fields.get("channel", "")))
         if ch is None:
             self._reply(session, aid, False, "No such channel")
             return

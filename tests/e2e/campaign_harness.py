@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -140,8 +141,11 @@ class Desk:
     campaign_id: int
     agent_id: int = 0
     state: str = "offline"
+    phone: str = "down"  # the agent's nailed-up session, as the desktop is told ("up"/"down")
+    phone_reasons: list[str] = field(default_factory=list)  # every phone_reason told, in order
     call_id: str | None = None
     pops: list[int] = field(default_factory=list)  # attempt ids, in order
+    pop_at: dict[int, float] = field(default_factory=dict)  # attempt id -> wall clock at receipt
     disposed: list[int] = field(default_factory=list)
     errors: list[Msg] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -172,11 +176,16 @@ class Desk:
                 self.agent_id = int(agent["id"])
             elif kind == "state":
                 self.state = str(data["state"])
+                self.phone = str(data.get("phone", "down"))
+                reason = data.get("phone_reason")
+                if reason and (not self.phone_reasons or self.phone_reasons[-1] != reason):
+                    self.phone_reasons.append(str(reason))
             elif kind == "screen_pop":
                 call = data["call"]
                 assert isinstance(call, dict)
                 self.call_id = str(call["call_id"])
                 self.pops.append(int(call["attempt_id"]))
+                self.pop_at.setdefault(int(call["attempt_id"]), time.time())
                 task = asyncio.create_task(self._take(self.call_id, int(call["attempt_id"])))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

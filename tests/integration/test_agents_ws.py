@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents_ws.engine_port import CallOffer
@@ -660,6 +660,58 @@ async def test_engine_adapter_reserves_longest_waiting_and_pushes_pop(floor: Flo
         str(offer.attempt_id),
         "Ana Pérez",
     )
+
+
+async def test_an_agent_whose_phone_is_down_keeps_their_state_but_gets_no_call(
+    floor: Floor,
+) -> None:
+    agent_id, ws = await ready_agent(floor)
+    offer = await floor.account()
+    agents = HubAgents(floor.hub, floor.sessions)
+    woken: list[int] = []
+    agents.on_ready = woken.append
+    agents.views(offer.campaign_id)  # the engine runs this campaign
+    floor.hub.channel_down(agent_id, "asterisk_down")  # what telephony says when the link drops
+    told = await recv(ws, "state")
+    assert (told["state"], told["phone"]) == ("ready", "down")
+    assert told["phone_reason"] == "asterisk_down"
+    assert agents.longest_waiting(offer.campaign_id) is None
+    assert [v.state.name for v in agents.views(offer.campaign_id)] == ["PAUSED"]
+    floor.hub.channel_up(agent_id, "phone_up")
+    told = await recv(ws, "state")
+    assert (told["state"], told["phone"]) == ("ready", "up")
+    assert agents.longest_waiting(offer.campaign_id) == ReadyAgent(agent_id, "PJSIP/ana")
+    assert [v.state.name for v in agents.views(offer.campaign_id)] == ["READY"]
+    assert woken == [offer.campaign_id]  # the router hears that the agent is routable again
+
+
+async def test_a_call_prepared_while_it_rings_reserves_its_agent_without_reading_the_database(
+    floor: Floor,
+) -> None:
+    agent_id, ws = await ready_agent(floor)
+    offer = await floor.account()
+    assert offer.attempt_id is not None
+    agents = HubAgents(floor.hub, floor.sessions)
+    agents.prepare(offer.attempt_id)  # ringing
+    async with asyncio.timeout(5):
+        while offer.attempt_id not in agents._prepared:
+            await asyncio.sleep(0.01)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(floor.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await agents.reserve(agent_id, offer.attempt_id)  # answered
+        await agents.connected(agent_id, offer.attempt_id)
+    finally:
+        event.remove(floor.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == []
+    pop = await recv(ws, "screen_pop")
+    assert pop["pop"]["account"]["name"] == "Ana Pérez"
+    assert pop["pop"]["script"]["text"].startswith("Your account")  # the agent's language: en
+    assert pop["pop"]["disposition_codes"][0]["label"] == "Promise to pay"
 
 
 async def test_engine_adapter_prefers_a_ready_owner_else_the_longest_waiting(

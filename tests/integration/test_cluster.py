@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents_ws.state import AgentState
@@ -163,6 +164,30 @@ async def test_remote_reserve_connect_and_end_drive_the_agent_on_their_own_proce
     # offered again.
     await until(lambda: [f[0] for f in a.finished] == [offer.campaign_id])
     await until(lambda: a.cluster.longest_waiting(offer.campaign_id) is not None)
+
+
+async def test_a_ringing_call_is_prepared_on_the_process_holding_the_agents(
+    two: tuple[Process, Process],
+) -> None:
+    a, b = two
+    agent_id, _ws = await ready_agent(b.floor)
+    offer = await b.floor.account()
+    assert offer.attempt_id is not None
+    await until(lambda: a.cluster.longest_waiting(offer.campaign_id) is not None)
+    a.cluster.prepare(offer.attempt_id)  # A's call rings: B reads its screen pop now
+    await until(lambda: offer.attempt_id in b.local._prepared)
+    assert offer.attempt_id in a.local._prepared
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(b.floor.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await a.cluster.reserve(agent_id, offer.attempt_id)
+    finally:
+        event.remove(b.floor.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == []  # B reserved its agent without reading the database
 
 
 async def test_remote_reserve_is_refused_when_the_agent_is_taken_meanwhile(
