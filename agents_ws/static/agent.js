@@ -129,7 +129,7 @@ async function checkPhone() {
 function showPhone(phone) {
   const box = $("phone-status");
   desk.phone = phone;
-  if (!phone) { box.classList.add("hidden"); box.textContent = ""; return; }
+  if (!phone) { box.classList.add("hidden"); box.textContent = ""; updateButtons(); return; }
   const text = I18N.t("phone_" + phone.status)
     .replace("{endpoint}", phone.endpoint || "")
     .replace("{login}", (desk.agent && desk.agent.login) || "");
@@ -138,13 +138,18 @@ function showPhone(phone) {
   box.classList.toggle("error", phone.status !== "ok");
   box.classList.remove("hidden");
   if (phone.status !== "ok") $("state-badge").textContent = I18N.t("st_no_phone");
+  updateButtons();
 }
 
 function inCall() { return desk.state && ["reserved", "talking", "wrap_up"].includes(desk.state.state); }
 
 function updateButtons() {
   const s = desk.state ? desk.state.state : "offline";
-  $("btn-ready").disabled = !["logged_in", "paused", "wrap_up", "ready"].includes(s);
+  // Ready means nothing without a phone to bridge calls into: none configured, or one Asterisk
+  // cannot reach (a phone that is merely down is rung again by the dialer, so Ready stays).
+  const noPhone = (desk.state && desk.state.phone_reason === "no_endpoint")
+    || (desk.phone && ["missing", "not_configured", "unreachable"].includes(desk.phone.status));
+  $("btn-ready").disabled = !["logged_in", "paused", "wrap_up", "ready"].includes(s) || !!noPhone;
   $("btn-pause").disabled = !["logged_in", "ready", "paused", "wrap_up"].includes(s);
   $("btn-preview").disabled = s !== "ready";
   $("btn-hangup").disabled = !["reserved", "talking"].includes(s);
