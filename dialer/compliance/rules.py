@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from dialer.compliance.profiles import Interval, Profile, ProfileError, load_profile
 from dialer.compliance.windows import Window, parse_narrowing
-from dialer.compliance.zones import debtor_zones, valid_zone
+from dialer.compliance.zones import DebtorEvidence, ZoneFinding, possible_zones
 from dialer.store.claim import Candidate, Choice, PastAttempt, Rule
 from dialer.store.models import DialMode, Phone
 
@@ -85,16 +85,24 @@ class Block:
     retry_at: dt.datetime | None  # None: never (the phone or account is finished)
 
 
-def _local_midnight_after(now: dt.datetime, zone: str) -> dt.datetime:
-    tz = ZoneInfo(zone)
-    local = now.astimezone(tz)
-    nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
-    return nxt.astimezone(dt.UTC)
+def _local_midnight_after(now: dt.datetime, zones: str | Sequence[str]) -> dt.datetime:
+    """The next midnight by which it is a new day in every one of `zones`."""
+    latest = now
+    for zone in (zones,) if isinstance(zones, str) else zones:
+        tz = ZoneInfo(zone)
+        local = now.astimezone(tz)
+        nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+        latest = max(latest, nxt.astimezone(dt.UTC))
+    return latest
 
 
-def _same_local_day(a: dt.datetime, b: dt.datetime, zone: str) -> bool:
-    tz = ZoneInfo(zone)
-    return a.astimezone(tz).date() == b.astimezone(tz).date()
+def _same_local_day(a: dt.datetime, b: dt.datetime, zones: str | Sequence[str]) -> bool:
+    """Same calendar day in any of `zones` (the strictest reading of "a day")."""
+    for zone in (zones,) if isinstance(zones, str) else zones:
+        tz = ZoneInfo(zone)
+        if a.astimezone(tz).date() == b.astimezone(tz).date():
+            return True
+    return False
 
 
 def _conversation_time(a: PastAttempt) -> dt.datetime:
@@ -133,12 +141,15 @@ class ComplianceRule:
             out.append((self._windows[code].profile, self._windows[code]))
         return out
 
-    def _day_zone(self, candidate: Candidate) -> str:
-        zones = [candidate.account.time_zone, *(p.time_zone for p in candidate.phones)]
-        for zone in zones:
-            if valid_zone(zone):
-                return str(zone)
-        return self.rules.profile.zones[0] if self.rules.profile.zones else "UTC"
+    def _day_zones(self, candidate: Candidate) -> tuple[str, ...]:
+        """Every zone the debtor may be in on any of their phones: a daily limit counts the
+        debtor's calendar day, so an event counts as "today" if it is today in any of them."""
+        zones: list[str] = []
+        for phone in candidate.phones:
+            for z in self.finding(candidate, phone).zones:
+                if z not in zones:
+                    zones.append(z)
+        return tuple(zones) or ("UTC",)
 
     def _account_blocks(
         self, candidate: Candidate, profiles: Sequence[Profile], now: dt.datetime
@@ -149,7 +160,7 @@ class ComplianceRule:
             blocks.append(Block("cease-communication requested", None))
         if account.attorney_represented:
             blocks.append(Block("debtor represented by an attorney", None))
-        caps, zone = self.rules.caps, self._day_zone(candidate)
+        caps, zone = self.rules.caps, self._day_zones(candidate)
         total = max(candidate.account_total_attempts, len(attempts))
         if caps.account_total is not None and total >= caps.account_total:
             blocks.append(Block("account attempt cap reached", None))
@@ -227,8 +238,7 @@ class ComplianceRule:
         ):
             return Block("phone attempt cap reached", None)
         if caps.phone_per_day is not None:
-            zone = self._phone_zones(candidate, phone, profiles)
-            day_zone = zone[0] if zone else "UTC"
+            day_zone = self._phone_zones(candidate, phone, profiles) or ("UTC",)
             today = [a for a in mine if _same_local_day(a.created_at, now, day_zone)]
             if len(today) >= caps.phone_per_day:
                 return Block(
@@ -244,17 +254,20 @@ class ComplianceRule:
                         return Block(f"{profile.code}: abandoned call in the last {hours} h", until)
         return None
 
+    def finding(self, candidate: Candidate, phone: Phone) -> ZoneFinding:
+        """The debtor's possible zones when called on `phone` (the one zones function); a
+        profile's zone list is only the fallback for a number with no known geography."""
+        fallback: list[str] = []
+        for profile, _ in self._profiles(candidate):
+            fallback.extend(z for z in profile.zones if z not in fallback)
+        account = candidate.account
+        evidence = DebtorEvidence.of_account(account.time_zone, account.custom_fields)
+        return possible_zones(phone.number, evidence, fallback)
+
     def _phone_zones(
         self, candidate: Candidate, phone: Phone, profiles: Sequence[tuple[Profile, Window]]
     ) -> tuple[str, ...]:
-        zones: list[str] = []
-        for profile, _ in profiles:
-            for z in debtor_zones(
-                phone.time_zone, candidate.account.time_zone, phone.number, profile.zones
-            ):
-                if z not in zones:
-                    zones.append(z)
-        return tuple(zones)
+        return self.finding(candidate, phone).zones
 
     def _window_block(
         self,
