@@ -245,9 +245,13 @@ class ComplianceRule:
                     "phone daily attempt cap reached", _local_midnight_after(now, day_zone)
                 )
         if not self.rules.agent_guaranteed:
+            # A rule about the number: abandons on this number by any account or campaign.
+            abandoned = [
+                *candidate.number_abandons.get(phone.number, ()),
+                *(a.created_at for a in mine if a.abandoned),
+            ]
             for profile, _ in profiles:
                 hours = profile.frequency.rest_after_abandoned_hours
-                abandoned = [a.created_at for a in mine if a.abandoned]
                 if hours and abandoned:
                     until = max(abandoned) + dt.timedelta(hours=hours)
                     if until > now:

@@ -14,7 +14,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.store.models import (
@@ -27,6 +38,7 @@ from dialer.store.models import (
     MemberState,
     Phone,
 )
+from dialer.store.types import UTCDateTime
 
 # While an attempt is open its account is parked this far ahead; the attempt's end sets the real
 # next time. Postgres re-checks this column on rows another claimer just updated.
@@ -60,6 +72,9 @@ class Candidate:
     account_total_attempts: int = 0  # every attempt ever made on this account, any campaign
     phone_total_attempts: Mapping[int, int] = field(default_factory=dict)  # phone id -> attempts
     dnc_expires: Mapping[str, dt.datetime | None] = field(default_factory=dict)  # None: never
+    # Rules about numbers apply to the number, whatever account or campaign holds it: when each
+    # of this account's numbers got an abandoned call (last 8 days, any account, any campaign).
+    number_abandons: Mapping[str, Sequence[dt.datetime]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +251,23 @@ async def _candidates(
         phone_totals[phone_id] = int(n)
         account_totals[acc_id] += int(n)
     numbers = {p.number for ps in phones.values() for p in ps}
+    # Abandoned calls per number, any account or campaign, at the moment of the answer.
+    number_abandons: dict[str, list[dt.datetime]] = defaultdict(list)
+    if numbers:
+        for number, answered in await session.execute(
+            select(
+                CallAttempt.number,
+                type_coerce(
+                    func.coalesce(CallAttempt.answered_at, CallAttempt.created_at), UTCDateTime()
+                ),
+            ).where(
+                CallAttempt.number.in_(numbers),
+                CallAttempt.abandoned.is_(True),
+                CallAttempt.created_at >= now - HISTORY,
+                other,
+            )
+        ):
+            number_abandons[number].append(answered)
     # Number -> latest expiry of its unexpired entries (None: an entry that never expires).
     dnc: dict[str, dt.datetime | None] = {}
     if numbers:
@@ -263,6 +295,11 @@ async def _candidates(
             account_total_attempts=account_totals.get(acc_id, 0),
             phone_total_attempts={p.id: phone_totals.get(p.id, 0) for p in acc_phones},
             dnc_expires={p.number: dnc[p.number] for p in acc_phones if p.number in dnc},
+            number_abandons={
+                p.number: tuple(number_abandons[p.number])
+                for p in acc_phones
+                if p.number in number_abandons
+            },
         )
     return candidates, still_open
 

@@ -246,6 +246,14 @@ class CallAttempt(Base):
         Index("ix_call_attempts_account_created", "account_id", "created_at"),
         Index("ix_call_attempts_phone_created", "phone_id", "created_at"),
         Index("ix_call_attempts_agent_created", "agent_id", "created_at"),
+        # Abandons per number (UK: no call within 72 h to a number that got one, any account).
+        Index(
+            "ix_call_attempts_abandoned_number",
+            "number",
+            "created_at",
+            postgresql_where=text("abandoned"),
+            sqlite_where=text("abandoned"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
