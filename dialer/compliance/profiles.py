@@ -42,6 +42,11 @@ class AbandonWindow:
     kind: str = "rolling_days"
     days: int = 30
     zone: str = "UTC"
+    # UK (Ofcom): the estimated AMD false positives count as abandoned calls. `amd_accuracy` is
+    # the share of AMD's machine verdicts assumed to be machines until the campaign sets its own
+    # measured figure (caps.amd_accuracy).
+    amd_false_positives: bool = False
+    amd_accuracy: float = 1.0
 
     def start(self, now: dt.datetime) -> dt.datetime:
         """When the window that contains `now` began (aware UTC)."""
@@ -145,11 +150,19 @@ def parse_profile(data: dict[str, object], source: str) -> Profile:
     rate = ab.get("max_rate", 0.03)
     if not isinstance(rate, int | float) or not 0 <= rate <= 1:
         raise ProfileError(f"{source}: abandon.max_rate is a fraction between 0 and 1")
+    counts_fp = ab.get("amd_false_positives", False)
+    if not isinstance(counts_fp, bool):
+        raise ProfileError(f"{source}: abandon.amd_false_positives is true or false")
+    accuracy = ab.get("amd_accuracy", 1.0)
+    if not isinstance(accuracy, int | float) or not 0 <= accuracy <= 1:
+        raise ProfileError(f"{source}: abandon.amd_accuracy is a fraction between 0 and 1")
     abandon = AbandonWindow(
         max_rate=float(rate),
         kind=str(kind),
         days=_int(ab, "days", f"{source}: abandon") or 30,
         zone=_zone(ab.get("zone", "UTC"), f"{source}: abandon.zone"),
+        amd_false_positives=counts_fp,
+        amd_accuracy=float(accuracy),
     )
     zones = data.get("zones", [])
     if not isinstance(zones, list):
