@@ -666,6 +666,7 @@ class DbAgentPort:
                 order=opts.order,
                 caller_id=campaign.caller_id,
                 caller_id_for=opts.caller_id_for,
+                agent_id=agent.agent_id,  # the agent asked for it: recorded in the evidence
             )
             if not claimed.claimed:
                 if claimed.blocked:

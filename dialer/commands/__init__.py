@@ -18,6 +18,7 @@ ORDER = [
     "dnc",
     "agent",
     "report",
+    "evidence",
     "simulate",
     "config",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -190,15 +191,34 @@ def available_profiles() -> list[str]:
 
 
 @functools.cache
-def load_profile(code: str) -> Profile:
-    """The shipped profile `code` (e.g. "US"); ProfileError names the known ones otherwise."""
+def profile_text(code: str) -> str:
+    """The shipped profile's TOML as counsel reviewed it; ProfileError names the known ones."""
     known = available_profiles()
     if code not in known:
         raise ProfileError(f"unknown compliance profile {code!r}; known: {', '.join(known)}")
-    text = (
+    return (
         resources.files("dialer.compliance")
         .joinpath("profiles")
         .joinpath(f"{code}.toml")
         .read_text()
     )
+
+
+def text_hash(text: str) -> str:
+    """The content hash an evidence record names a profile by (sha256 of its TOML text)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def profile_hash(code: str) -> str:
+    return text_hash(profile_text(code))
+
+
+def profile_from_text(code: str, text: str) -> Profile:
     return parse_profile(tomllib.loads(text), f"profiles/{code}.toml")
+
+
+@functools.cache
+def load_profile(code: str) -> Profile:
+    """The shipped profile `code` (e.g. "US"); ProfileError names the known ones otherwise."""
+    return profile_from_text(code, profile_text(code))

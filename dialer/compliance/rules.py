@@ -7,7 +7,7 @@ a `Choice` that either names a phone or says why not and the earliest moment wor
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -126,10 +126,15 @@ def _rolling_block(
 class ComplianceRule:
     """A claim `Rule`: `rule(candidate, now) -> Choice`. Blocks are explained, never silent."""
 
-    def __init__(self, rules: CampaignRules) -> None:
+    def __init__(
+        self, rules: CampaignRules, loader: Callable[[str], Profile] = load_profile
+    ) -> None:
         self.rules = rules
         self.window = Window(rules.profile, rules.narrowing)
         self._windows: dict[str, Window] = {rules.profile.code: self.window}
+        # Where an account's own jurisdiction profile comes from: the shipped files, or (when an
+        # evidence record is re-evaluated) the profile texts the record names by hash.
+        self._load = loader
 
     def _profiles(self, candidate: Candidate) -> list[tuple[Profile, Window]]:
         """The campaign's profile, plus the account's own jurisdiction when it differs."""
@@ -137,7 +142,7 @@ class ComplianceRule:
         code = candidate.account.jurisdiction
         if code and code != self.rules.profile.code:
             if code not in self._windows:
-                self._windows[code] = Window(load_profile(code), self.rules.narrowing)
+                self._windows[code] = Window(self._load(code), self.rules.narrowing)
             out.append((self._windows[code].profile, self._windows[code]))
         return out
 
@@ -300,11 +305,74 @@ class ComplianceRule:
         return None
 
     def __call__(self, candidate: Candidate, now: dt.datetime) -> Choice:
+        return self._decide(candidate, now, None)
+
+    def explain(self, candidate: Candidate, now: dt.datetime) -> tuple[Choice, dict[str, object]]:
+        """The decision and what it rested on, for the evidence record: each rule's verdict and
+        the counts it used, the zones assumed per phone and why, the debtor-local times."""
+        trace: dict[str, object] = {}
+        choice = self._decide(candidate, now, trace)
+        try:
+            profiles = [p for p, _ in self._profiles(candidate)]
+        except ProfileError:
+            profiles = [self.rules.profile]
+        zones: dict[str, object] = {}
+        local: dict[str, str] = {}
+        for phone in candidate.phones:
+            finding = self.finding(candidate, phone)
+            zones[str(phone.id)] = finding.to_dict()
+            for z in finding.zones:
+                local.setdefault(z, now.astimezone(ZoneInfo(z)).isoformat(timespec="seconds"))
+        day_zones = self._day_zones(candidate)
+        attempts = candidate.attempts
+        conversations = [_conversation_time(a) for a in attempts if a.conversation]
+        counts: dict[str, object] = {
+            "attempts_7d": sum(1 for a in attempts if a.created_at > now - dt.timedelta(days=7)),
+            "last_conversation": max(conversations).isoformat() if conversations else None,
+            "contacts_today": sum(1 for c in conversations if _same_local_day(c, now, day_zones)),
+            "contacts_7d": sum(1 for c in conversations if c > now - dt.timedelta(days=7)),
+            "account_total_attempts": max(candidate.account_total_attempts, len(attempts)),
+        }
+        for profile in profiles:
+            f = profile.frequency
+            if f.attempts_days:
+                counts[f"{profile.code}:attempts_{f.attempts_days}d"] = sum(
+                    1 for a in attempts if a.created_at > now - dt.timedelta(days=f.attempts_days)
+                )
+            if f.contacts_days:
+                counts[f"{profile.code}:contacts_{f.contacts_days}d"] = sum(
+                    1 for c in conversations if c > now - dt.timedelta(days=f.contacts_days)
+                )
+        trace.update(
+            zones=zones,
+            local_time=local,
+            day_zones=list(day_zones),
+            counts=counts,
+            dnc={
+                "listed": sorted(candidate.dnc_numbers),
+                "flagged_phones": [p.id for p in candidate.phones if p.dnc],
+            },
+            number_abandons={
+                n: [t.isoformat() for t in ts] for n, ts in candidate.number_abandons.items()
+            },
+        )
+        return choice, trace
+
+    def _decide(
+        self, candidate: Candidate, now: dt.datetime, trace: dict[str, object] | None
+    ) -> Choice:
         try:
             profiles = self._profiles(candidate)
         except ProfileError:
             return Choice(None, "unknown jurisdiction profile", retry_at=now + RECHECK)
         account_blocks = self._account_blocks(candidate, [p for p, _ in profiles], now)
+        verdicts: list[dict[str, object]] = []
+        if trace is not None:
+            trace["account"] = [
+                {"rule": b.reason, "until": b.retry_at.isoformat() if b.retry_at else None}
+                for b in account_blocks
+            ] or "ok"
+            trace["phones"] = verdicts
         never = [b for b in account_blocks if b.retry_at is None]
         if never:
             return Choice(None, never[0].reason, done=True)
@@ -316,6 +384,11 @@ class ComplianceRule:
             block = self._phone_block(candidate, phone, profiles, not_before)
             if block is None:
                 block = self._window_block(candidate, phone, profiles, not_before)
+            if trace is not None:
+                verdicts.append(
+                    {"phone_id": phone.id, "rule": block.reason if block else "ok",
+                     "until": block.retry_at.isoformat() if block and block.retry_at else None}
+                )  # fmt: skip
             if block is None:
                 if not account_blocks:
                     return Choice(phone)

@@ -540,7 +540,12 @@ class Engine:
                 rule = self.options_for(view).rule
             except ValueError as exc:
                 raise PreviewRefused(f"campaign {campaign_id} settings: {exc}") from exc
-            blocked = await recheck_held(s, attempt_id, self.clock(), rule)
+            # The agent's click launches this call: its evidence record says so (kept even when
+            # the check refuses the dial).
+            blocked = await recheck_held(
+                s, attempt_id, self.clock(), rule, agent_id=agent.agent_id
+            )
+            await s.commit()
             if blocked is not None:
                 raise PreviewRefused(f"this account may not be called now: {blocked}")
             callback = await callbacks_due(s, [attempt.account_id], campaign_id, self.clock())

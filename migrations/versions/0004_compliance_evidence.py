@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+import dialer.store.types
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -20,6 +22,39 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "claim_evidence",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", dialer.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("campaign_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        sa.Column("attempt_id", sa.BigInteger(), nullable=True),
+        sa.Column("allowed", sa.Boolean(), nullable=False),
+        sa.Column("outcome", sa.String(length=64), nullable=False),
+        sa.Column("record", sa.Text(), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_claim_evidence")),
+    )
+    op.create_index("ix_claim_evidence_chain", "claim_evidence", ["campaign_id", "id"])
+    op.create_index("ix_claim_evidence_account_at", "claim_evidence", ["account_id", "at"])
+    op.create_index("ix_claim_evidence_at", "claim_evidence", ["at"])
+    op.create_table(
+        "evidence_chains",
+        sa.Column("campaign_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("head_hash", sa.String(length=64), nullable=False),
+        sa.Column("pruned_through", sa.BigInteger(), nullable=True),
+        sa.Column("anchor_hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("campaign_id", name=op.f("pk_evidence_chains")),
+    )
+    op.create_table(
+        "evidence_profiles",
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("code", sa.String(length=32), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("created_at", dialer.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("hash", name=op.f("pk_evidence_profiles")),
+    )
     with op.batch_alter_table("call_attempts", schema=None) as batch_op:
         batch_op.create_index(
             "ix_call_attempts_abandoned_number",
@@ -31,6 +66,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("evidence_profiles")
+    op.drop_table("evidence_chains")
+    op.drop_index("ix_claim_evidence_at", table_name="claim_evidence")
+    op.drop_index("ix_claim_evidence_account_at", table_name="claim_evidence")
+    op.drop_index("ix_claim_evidence_chain", table_name="claim_evidence")
+    op.drop_table("claim_evidence")
     with op.batch_alter_table("call_attempts", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_call_attempts_abandoned_number",
