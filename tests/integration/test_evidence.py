@@ -216,3 +216,33 @@ async def test_cli_exports_one_account_as_csv_and_a_range_as_json(engine: AsyncE
     assert status == 0 and out.count("\n") == 1  # the header only
     async with make_sessionmaker(engine)() as s:
         assert (await s.execute(select(func.count()).select_from(ClaimEvidence))).scalar_one()
+
+
+async def test_api_exports_per_account_and_range_for_supervisors(engine: AsyncEngine) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dialer.app import build_app
+    from dialer.settings import Settings
+    from dialer.store.models import Agent
+    from tests.integration.test_api import _HASH, _as
+
+    cid = await _seed(engine)
+    await _claim(engine, cid, NOW)
+    account = (await _records(engine))[0].account_id
+    async with make_sessionmaker(engine).begin() as s:
+        s.add(Agent(login="sup", name="sup", password_hash=_HASH, role="supervisor"))
+        s.add(Agent(login="agt", name="agt", password_hash=_HASH, role="agent"))
+    async with TestClient(TestServer(await build_app(Settings(), engine))) as client:
+        h = await _as(client, "sup")
+        resp = await client.get(f"/api/evidence?account={account}", headers=h)
+        assert resp.status == 200, await resp.text()
+        (record,) = (await resp.json())["records"]
+        assert record["account_id"] == account and record["record"]["inputs"]["phones"]
+        resp = await client.get("/api/evidence?from=2026-06-11&to=2026-06-11&format=csv", headers=h)
+        assert resp.status == 200 and len(list(csv.DictReader(io.StringIO(await resp.text())))) == 6
+        resp = await client.get("/api/evidence?from=2026-06-11", headers=h)
+        assert resp.status == 400 and (await resp.json())["field"] == "from"
+        resp = await client.get("/api/evidence?account=x1", headers=h)
+        assert resp.status == 400 and (await resp.json())["field"] == "account"
+        agent = await _as(client, "agt")
+        assert (await client.get(f"/api/evidence?account={account}", headers=agent)).status == 403
