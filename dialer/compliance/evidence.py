@@ -40,8 +40,12 @@ def _time(s: object) -> dt.datetime | None:
 
 
 def canonical(record: Mapping[str, object]) -> str:
-    """The exact text that is stored and hashed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The exact text that is stored and hashed (verification hashes the stored text, so key
+    order needs no sorting: records are built in one fixed order)."""
+    return _ENCODER.encode(record)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def chain_hash(previous: str, text: str) -> str:
@@ -212,6 +216,15 @@ def build_record(
 # --- replay ---------------------------------------------------------------------------------
 
 
+def _shipped(code: str, digest: str) -> str | None:
+    """The shipped profile's text when it is still the one the record names."""
+    try:
+        text = profile_text(code)
+    except ProfileError:
+        return None
+    return text if text_hash(text) == digest else None
+
+
 def replay(record: Mapping[str, object], profile_texts: Mapping[str, str]) -> str | None:
     """Re-evaluate a record from its stored inputs: None when the rule reaches the same
     decision, else what differs. `profile_texts` maps content hash -> the profile's TOML."""
@@ -220,7 +233,7 @@ def replay(record: Mapping[str, object], profile_texts: Mapping[str, str]) -> st
     if not isinstance(profiles, list) or not profiles:
         return "names no profile"
     for entry in profiles:
-        text = profile_texts.get(entry["hash"])
+        text = profile_texts.get(entry["hash"]) or _shipped(entry["code"], entry["hash"])
         if text is None:
             return f"profile {entry['code']} text {entry['hash'][:12]} is not stored"
         if text_hash(text) != entry["hash"]:
@@ -267,6 +280,8 @@ class EvidencedRule(ComplianceRule):
         self.dial_mode = dial_mode
         self._hashes: dict[str, str] = {}
         self._texts: dict[str, tuple[str, str]] = {}
+        self._passed: set[str] = set()
+        self._heads: dict[int, str | None] = {}
         self._note(rules.profile.code)
 
     def _note(self, code: str) -> str:
@@ -310,8 +325,14 @@ class EvidencedRule(ComplianceRule):
             attempt_id=attempt_id,
         )
 
-    def profile_texts(self) -> Mapping[str, tuple[str, str]]:
-        return self._texts
+    @property
+    def heads(self) -> dict[int, str | None]:
+        return self._heads
+
+    def unstored_profiles(self) -> Mapping[str, tuple[str, str]]:
+        fresh = {h: v for h, v in self._texts.items() if h not in self._passed}
+        self._passed.update(fresh)
+        return fresh
 
     def canonical(self, record: Mapping[str, object]) -> str:
         return canonical(record)

@@ -135,6 +135,7 @@ class ComplianceRule:
         # Where an account's own jurisdiction profile comes from: the shipped files, or (when an
         # evidence record is re-evaluated) the profile texts the record names by hash.
         self._load = loader
+        self._findings: tuple[Candidate | None, dict[int, ZoneFinding]] = (None, {})
 
     def _profiles(self, candidate: Candidate) -> list[tuple[Profile, Window]]:
         """The campaign's profile, plus the account's own jurisdiction when it differs."""
@@ -266,12 +267,19 @@ class ComplianceRule:
     def finding(self, candidate: Candidate, phone: Phone) -> ZoneFinding:
         """The debtor's possible zones when called on `phone` (the one zones function); a
         profile's zone list is only the fallback for a number with no known geography."""
-        fallback: list[str] = []
-        for profile, _ in self._profiles(candidate):
-            fallback.extend(z for z in profile.zones if z not in fallback)
-        account = candidate.account
-        evidence = DebtorEvidence.of_account(account.time_zone, account.custom_fields)
-        return possible_zones(phone.number, evidence, fallback)
+        memo = self._findings
+        if memo[0] is not candidate:
+            # Asked several times per decision (window, daily limits, evidence): once per phone.
+            memo = self._findings = (candidate, {})
+        found = memo[1].get(phone.id)
+        if found is None:
+            fallback: list[str] = []
+            for profile, _ in self._profiles(candidate):
+                fallback.extend(z for z in profile.zones if z not in fallback)
+            account = candidate.account
+            evidence = DebtorEvidence.of_account(account.time_zone, account.custom_fields)
+            found = memo[1][phone.id] = possible_zones(phone.number, evidence, fallback)
+        return found
 
     def _phone_zones(
         self, candidate: Candidate, phone: Phone, profiles: Sequence[tuple[Profile, Window]]
@@ -322,7 +330,8 @@ class ComplianceRule:
             finding = self.finding(candidate, phone)
             zones[str(phone.id)] = finding.to_dict()
             for z in finding.zones:
-                local.setdefault(z, now.astimezone(ZoneInfo(z)).isoformat(timespec="seconds"))
+                if z not in local:
+                    local[z] = now.astimezone(ZoneInfo(z)).strftime("%Y-%m-%d %H:%M %a")
         day_zones = self._day_zones(candidate)
         attempts = candidate.attempts
         conversations = [_conversation_time(a) for a in attempts if a.conversation]

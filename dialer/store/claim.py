@@ -137,9 +137,19 @@ class RecordingRule(Protocol):
         agent_id: int | None,
     ) -> dict[str, object]: ...
 
-    def profile_texts(self) -> Mapping[str, tuple[str, str]]: ...
+    def unstored_profiles(self) -> Mapping[str, tuple[str, str]]:
+        """Texts of the profiles the records name, by content hash, that this rule has not
+        passed to the store before (a rolled-back first write is covered by verification,
+        which also knows the shipped profiles' texts)."""
+        ...
 
     def canonical(self, record: Mapping[str, object]) -> str: ...
+
+    @property
+    def heads(self) -> dict[int, str | None]:
+        """The chain head this rule's last append left, per campaign (a hint: a stale one only
+        costs the locked read)."""
+        ...
 
     def chain_hash(self, previous: str, text: str) -> str: ...
 
@@ -181,9 +191,10 @@ class _Evidence:
     async def flush(self, session: AsyncSession, campaign_id: int) -> None:
         if self.rule is None or not self.records:
             return
-        await evidence.append(
-            session, campaign_id, self.records, self.rule.profile_texts(),
-            self.rule.canonical, self.rule.chain_hash,
+        heads = self.rule.heads
+        heads[campaign_id] = await evidence.append(
+            session, campaign_id, self.records, self.rule.unstored_profiles(),
+            self.rule.canonical, self.rule.chain_hash, heads.get(campaign_id),
         )  # fmt: skip
         self.records = []
 

@@ -35,44 +35,15 @@ def _insert(session: AsyncSession, table: type[object]) -> postgresql.Insert | s
     return sqlite.insert(table)
 
 
-async def append(
-    session: AsyncSession,
+def _rows(
     campaign_id: int,
     records: Sequence[Mapping[str, object]],
-    profile_texts: Mapping[str, tuple[str, str]],
+    previous: str,
     canonical: Canonical,
     chain_hash: ChainHash,
-) -> None:
-    """Append `records` (in decision order) to the campaign's chain, in the caller's transaction.
-    `profile_texts`: content hash -> (code, TOML text) of every profile the records name."""
-    if not records:
-        return
-    first_at = dt.datetime.fromisoformat(str(records[0]["at"]))
-    if profile_texts:
-        await session.execute(
-            _insert(session, EvidenceProfile)
-            .values(
-                [
-                    {"hash": h, "code": code, "text": text, "created_at": first_at}
-                    for h, (code, text) in profile_texts.items()
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["hash"])
-        )
-    await session.execute(
-        _insert(session, EvidenceChain)
-        .values(campaign_id=campaign_id, head_hash=GENESIS, anchor_hash=GENESIS)
-        .on_conflict_do_nothing(index_elements=["campaign_id"])
-    )
-    head = select(EvidenceChain.head_hash).where(EvidenceChain.campaign_id == campaign_id)
-    assert session.bind is not None
-    if session.bind.dialect.name == "postgresql":
-        # The row lock orders appends to one chain (released at commit, when the rows show).
-        head = head.with_for_update()
-    previous = (await session.execute(head)).scalar_one()
+) -> tuple[list[dict[str, object]], str]:
     rows: list[dict[str, object]] = []
-    for record in records:
-        body = record
+    for body in records:
         text = canonical(body)
         digest = chain_hash(previous, text)
         decision = body["decision"]
@@ -91,12 +62,67 @@ async def append(
             }
         )
         previous = digest
+    return rows, previous
+
+
+async def append(
+    session: AsyncSession,
+    campaign_id: int,
+    records: Sequence[Mapping[str, object]],
+    profile_texts: Mapping[str, tuple[str, str]],
+    canonical: Canonical,
+    chain_hash: ChainHash,
+    expected_head: str | None = None,
+) -> str | None:
+    """Append `records` (in decision order) to the campaign's chain, in the caller's transaction;
+    returns the new head hash. `profile_texts`: content hash -> (code, TOML text) of profiles
+    the records name that may not be stored yet (the rule passes each once).
+
+    `expected_head` is the head this writer left last time: when the chain still ends there
+    (one writer per campaign is the common case) one conditional update both checks and moves
+    the head; otherwise the head row is read under its lock (Postgres) and the rows rehashed."""
+    if not records:
+        return expected_head
+    if profile_texts:
+        first_at = dt.datetime.fromisoformat(str(records[0]["at"]))
+        await session.execute(
+            _insert(session, EvidenceProfile)
+            .values(
+                [
+                    {"hash": h, "code": code, "text": text, "created_at": first_at}
+                    for h, (code, text) in profile_texts.items()
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["hash"])
+        )
+    if expected_head is not None:
+        rows, head = _rows(campaign_id, records, expected_head, canonical, chain_hash)
+        moved = await session.execute(
+            update(EvidenceChain)
+            .where(
+                EvidenceChain.campaign_id == campaign_id,
+                EvidenceChain.head_hash == expected_head,
+            )
+            .values(head_hash=head)
+        )
+        if moved.rowcount == 1:  # type: ignore[attr-defined]
+            await session.execute(insert(ClaimEvidence), rows)
+            return head
+    # Find (or start) the chain; on Postgres this locks its head row until commit, which orders
+    # appends to one chain across processes.
+    upsert = _insert(session, EvidenceChain).values(
+        campaign_id=campaign_id, head_hash=GENESIS, anchor_hash=GENESIS
+    )
+    current = upsert.on_conflict_do_update(
+        index_elements=["campaign_id"], set_={"campaign_id": upsert.excluded.campaign_id}
+    ).returning(EvidenceChain.head_hash)
+    previous = (await session.execute(current)).scalar_one()
+    rows, head = _rows(campaign_id, records, previous, canonical, chain_hash)
     await session.execute(insert(ClaimEvidence), rows)
     await session.execute(
-        update(EvidenceChain)
-        .where(EvidenceChain.campaign_id == campaign_id)
-        .values(head_hash=previous)
+        update(EvidenceChain).where(EvidenceChain.campaign_id == campaign_id).values(head_hash=head)
     )
+    return head
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,3 +246,28 @@ async def test_api_exports_per_account_and_range_for_supervisors(engine: AsyncEn
         assert resp.status == 400 and (await resp.json())["field"] == "account"
         agent = await _as(client, "agt")
         assert (await client.get(f"/api/evidence?account={account}", headers=agent)).status == 403
+
+
+async def test_one_rule_appending_across_claims_and_a_rollback_keeps_one_chain(
+    engine: AsyncEngine,
+) -> None:
+    # The engine keeps its rule between ticks: its remembered head is a hint; a rolled-back
+    # claim leaves it stale and the next append falls back to reading the head.
+    cid = await _seed(engine)
+    async with make_sessionmaker(engine)() as s:
+        campaign = await s.get(Campaign, cid)
+        assert campaign is not None
+        opts = claim_options(campaign)
+    sessions = make_sessionmaker(engine)
+    for hours, commit in ((0, True), (3, False), (6, True), (9, True)):
+        at = NOW + dt.timedelta(hours=hours)
+        async with sessions() as s:
+            await claim_phones(s, cid, 10, at, opts.rule)
+            await (s.commit() if commit else s.rollback())
+        async with sessions.begin() as s:  # every call ends: all accounts are due again
+            await s.execute(
+                update(CallAttempt).values(ended_at=at).where(CallAttempt.ended_at.is_(None))
+            )
+            await s.execute(update(CampaignAccount).values(next_attempt_at=None))
+    report = await _verify(engine)
+    assert report.ok and report.records == len(await _records(engine)) > len(NUMBERS)
