@@ -41,6 +41,19 @@ def valid_zone(name: str | None) -> bool:
     return True
 
 
+@functools.cache
+def country_zones(region: str) -> tuple[str, ...]:
+    """Every zone of a country per the tz database's zone.tab (a Chilean mobile, which
+    libphonenumber places nowhere, may be on Easter Island)."""
+    text = resources.files("tzdata").joinpath("zoneinfo").joinpath("zone.tab").read_text()
+    found = set()
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[0] == region and valid_zone(parts[2]):
+            found.add(parts[2])
+    return tuple(sorted(found))
+
+
 def zones_of_parsed(parsed: phonenumbers.PhoneNumber) -> tuple[str, ...]:
     """Every zone a parsed number may be in per libphonenumber's data; () when it knows none.
 
@@ -52,6 +65,10 @@ def zones_of_parsed(parsed: phonenumbers.PhoneNumber) -> tuple[str, ...]:
     found: list[str] = []
     if parsed.country_code != 1:
         found = [z for z in phone_timezone.time_zones_for_number(parsed) if z != UNKNOWN_ZONE]
+        if not found:
+            # No range data (a Chilean mobile): anywhere in the country, Easter Island included.
+            region = phonenumbers.region_code_for_number(parsed)
+            found = list(country_zones(region)) if region else []
     if not found:
         found = [
             z
@@ -63,6 +80,7 @@ def zones_of_parsed(parsed: phonenumbers.PhoneNumber) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def zones_for_number(e164: str) -> tuple[str, ...]:
+    """The number's zones (see zones_of_parsed); () when not even its country is known."""
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -77,10 +95,16 @@ def _address_data() -> dict[str, object]:
 
 
 def _country_of(e164: str) -> str | None:
+    """Whose address table reads the debtor's address: the number's country; for a North
+    American number whose own territory has none (Puerto Rico, Guam...), the US states'."""
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+        parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
+    region = phonenumbers.region_code_for_number(parsed)
+    if parsed.country_code == 1 and region not in _address_data():
+        return "US"
+    return region
 
 
 def _table(country: str, key: str) -> Mapping[str, object]:
