@@ -45,7 +45,12 @@ from dialer.store.models import (
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 # Stored inside `Campaign.caps` until they get columns of their own (see the report).
-EXTRA_CAP_KEYS = ("claim_order", "caller_id_match_area", "amd_accuracy")
+EXTRA_CAP_KEYS = (
+    "claim_order",
+    "caller_id_match_area",
+    "amd_accuracy",
+    "wireless_consent_required",
+)
 _INTERVAL = array(string(5, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"), 2)
 _DAY_WINDOW: dict[str, object] = {"type": "array", "maxItems": 4, "items": _INTERVAL}
 
@@ -63,6 +68,10 @@ FIELDS: dict[str, dict[str, object]] = {
     "caller_id_pool": array(string(32, pattern=E164), 500),
     "caller_id_match_area": boolean("Prefer pool numbers in the debtor's area code."),
     "amd_accuracy": {**number(0, 1), "nullable": True},
+    "wireless_consent_required": boolean(
+        "TCPA: the dialer launches calls to wireless (or possibly wireless) numbers only with a "
+        "consent on record; otherwise only an agent's click (preview) may."
+    ),
     # Which knobs apply depends on dial_mode: checked against it after the schema (_check_pacing).
     "pacing": {
         "type": "object",
@@ -216,6 +225,7 @@ def as_json(campaign: Campaign) -> JSON:
         "caller_id_pool": campaign.caller_id_pool or [],
         "caller_id_match_area": bool(extra.get("caller_id_match_area", False)),
         "amd_accuracy": extra.get("amd_accuracy"),
+        "wireless_consent_required": bool(extra.get("wireless_consent_required", False)),
         "pacing": campaign.pacing or {},
         "retry_rules": campaign.retry_rules or {},
         "max_concurrent_calls": campaign.max_concurrent_calls,

@@ -16,6 +16,7 @@ ORDER = [
     "campaign",
     "import",
     "dnc",
+    "consent",
     "agent",
     "report",
     "evidence",

@@ -70,6 +70,7 @@ def rules_to_dict(rules: CampaignRules) -> dict[str, object]:
         "narrowing": narrowing,
         "caps": {k: getattr(rules.caps, k) for k in CAP_KEYS},
         "agent_guaranteed": rules.agent_guaranteed,
+        "wireless_consent_required": rules.wireless_consent_required,
     }
 
 
@@ -88,7 +89,8 @@ def candidate_to_dict(c: Candidate) -> dict[str, object]:
         },
         "phones": [
             {"id": p.id, "number": p.number, "valid": bool(p.valid), "dnc": bool(p.dnc),
-             "time_zone": p.time_zone, "next_attempt_at": _iso(p.next_attempt_at)}
+             "type": p.phone_type, "time_zone": p.time_zone,
+             "next_attempt_at": _iso(p.next_attempt_at)}
             for p in c.phones
         ],
         "attempts": [
@@ -100,6 +102,7 @@ def candidate_to_dict(c: Candidate) -> dict[str, object]:
         "account_total_attempts": c.account_total_attempts,
         "phone_total_attempts": {str(k): v for k, v in c.phone_total_attempts.items()},
         "number_abandons": {n: [_iso(t) for t in ts] for n, ts in c.number_abandons.items()},
+        "consents": sorted(c.consents),
     }  # fmt: skip
 
 
@@ -116,7 +119,8 @@ def candidate_from_dict(d: Mapping[str, object], campaign_id: int) -> Candidate:
     assert isinstance(phones_raw, list)
     phones = [
         Phone(id=p["id"], account_id=account.id, number=p["number"], valid=p["valid"],
-              dnc=p["dnc"], time_zone=p["time_zone"], next_attempt_at=_time(p["next_attempt_at"]))
+              dnc=p["dnc"], phone_type=p.get("type"), time_zone=p["time_zone"],
+              next_attempt_at=_time(p["next_attempt_at"]))
         for p in phones_raw
     ]  # fmt: skip
     attempts_raw = d["attempts"]
@@ -133,6 +137,8 @@ def candidate_from_dict(d: Mapping[str, object], campaign_id: int) -> Candidate:
     totals = d["phone_total_attempts"]
     abandons = d["number_abandons"]
     assert isinstance(dnc, dict) and isinstance(totals, dict) and isinstance(abandons, dict)
+    consents = d.get("consents") or []
+    assert isinstance(consents, list)
     total = d["account_total_attempts"]
     assert isinstance(total, int)
     return Candidate(
@@ -148,6 +154,7 @@ def candidate_from_dict(d: Mapping[str, object], campaign_id: int) -> Candidate:
             n: tuple(t for t in (_time(x) for x in ts) if t is not None)
             for n, ts in abandons.items()
         },
+        consents=frozenset(str(n) for n in consents),
     )
 
 
@@ -253,6 +260,7 @@ def replay(record: Mapping[str, object], profile_texts: Mapping[str, str]) -> st
         narrowing=None if raw["narrowing"] is None else parse_narrowing(raw["narrowing"]),
         caps=caps,
         agent_guaranteed=bool(raw["agent_guaranteed"]),
+        wireless_consent_required=bool(raw.get("wireless_consent_required", False)),
     )
     inputs = record["inputs"]
     campaign_id = record["campaign_id"]

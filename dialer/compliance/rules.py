@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from dialer.compliance.phonetype import needs_consent
 from dialer.compliance.profiles import Interval, Profile, ProfileError, load_profile
 from dialer.compliance.windows import Window, parse_narrowing
 from dialer.compliance.zones import DebtorEvidence, ZoneFinding, possible_zones
@@ -66,8 +67,11 @@ class CampaignRules:
     profile: Profile
     narrowing: Mapping[str, tuple[Interval, ...]] | None = None
     caps: Caps = field(default_factory=Caps)
-    # An agent is guaranteed on answer (preview): the UK 72-hour rest does not apply.
+    # An agent is guaranteed on answer (preview): the UK 72-hour rest does not apply. It is also
+    # a person's click that launches each call (TCPA: no automatic dialing).
     agent_guaranteed: bool = False
+    # TCPA: the dialer itself may call a wireless (or possibly wireless) number only with consent.
+    wireless_consent_required: bool = False
 
     @classmethod
     def for_campaign(cls, campaign: CampaignLike) -> CampaignRules:
@@ -76,7 +80,15 @@ class CampaignRules:
             narrowing=parse_narrowing(campaign.calling_window or {}),
             caps=Caps.parse(campaign.caps or {}),
             agent_guaranteed=campaign.dial_mode == DialMode.PREVIEW.value,
+            wireless_consent_required=_flag(campaign.caps or {}, "wireless_consent_required"),
         )
+
+
+def _flag(caps: Mapping[str, object], key: str) -> bool:
+    value = caps.get(key, False)
+    if not isinstance(value, bool):
+        raise ProfileError(f"caps.{key}: expected true or false")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +246,14 @@ class ComplianceRule:
             expiry = candidate.dnc_expires
             until = expiry.get(phone.number)
             return Block("phone on DNC list", until if until is not None else None)
+        if (
+            self.rules.wireless_consent_required
+            and not self.rules.agent_guaranteed
+            and phone.number not in candidate.consents
+            and needs_consent(phone.number, phone.phone_type)
+        ):
+            # Not in this campaign: a preview campaign (an agent's click per call) may call it.
+            return Block("wireless number without consent: human-initiated calls only", None)
         if phone.next_attempt_at is not None and phone.next_attempt_at > now:
             return Block("phone resting", phone.next_attempt_at)
         caps = self.rules.caps

@@ -542,9 +542,7 @@ class Engine:
                 raise PreviewRefused(f"campaign {campaign_id} settings: {exc}") from exc
             # The agent's click launches this call: its evidence record says so (kept even when
             # the check refuses the dial).
-            blocked = await recheck_held(
-                s, attempt_id, self.clock(), rule, agent_id=agent.agent_id
-            )
+            blocked = await recheck_held(s, attempt_id, self.clock(), rule, agent_id=agent.agent_id)
             await s.commit()
             if blocked is not None:
                 raise PreviewRefused(f"this account may not be called now: {blocked}")

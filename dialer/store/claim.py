@@ -35,6 +35,7 @@ from dialer.store.models import (
     Callback,
     CallbackStatus,
     CampaignAccount,
+    Consent,
     DncEntry,
     MemberState,
     Phone,
@@ -76,6 +77,8 @@ class Candidate:
     # Rules about numbers apply to the number, whatever account or campaign holds it: when each
     # of this account's numbers got an abandoned call (last 8 days, any account, any campaign).
     number_abandons: Mapping[str, Sequence[dt.datetime]] = field(default_factory=dict)
+    # Numbers of this account with an active consent to automatic calls (TCPA).
+    consents: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +361,19 @@ async def _candidates(
             )
         ):
             number_abandons[number].append(answered)
+    consented: set[str] = set()
+    if numbers:
+        consented = set(
+            (
+                await session.execute(
+                    select(Consent.number).where(
+                        Consent.number.in_(numbers),
+                        Consent.given_at <= now,
+                        or_(Consent.revoked_at.is_(None), Consent.revoked_at > now),
+                    )
+                )
+            ).scalars()
+        )
     # Number -> latest expiry of its unexpired entries (None: an entry that never expires).
     dnc: dict[str, dt.datetime | None] = {}
     if numbers:
@@ -390,6 +406,7 @@ async def _candidates(
                 for p in acc_phones
                 if p.number in number_abandons
             },
+            consents=frozenset(p.number for p in acc_phones if p.number in consented),
         )
     return candidates, still_open
 

@@ -508,3 +508,19 @@ class EvidenceProfile(Base):
     code: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Consent(Base):
+    """A called party's prior express consent to automatic calls to a number (TCPA), with where
+    it came from and when it was given or revoked."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_number", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20))
+    scope: Mapped[str] = mapped_column(String(32), default="autodialed_calls")
+    source: Mapped[str] = mapped_column(String(64), default="internal")
+    given_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,8 +1,9 @@
-"""compliance: abandons looked up per number; the claim-evidence table
+"""compliance: abandons looked up per number; claim evidence; consents
 
 The UK rule "no call within 72 hours to a number that got an abandoned call" is about the number,
-whatever account holds it: a small partial index finds a number's abandons. The evidence table
-keeps one hash-chained record per claim decision.
+whatever account holds it: a small partial index finds a number's abandons. The evidence tables
+keep one hash-chained record per claim decision and the profile texts they name. Consents (TCPA)
+to automatic calls are kept per number.
 
 Revision ID: 0004
 Revises: 0003
@@ -55,6 +56,18 @@ def upgrade() -> None:
         sa.Column("created_at", dialer.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("hash", name=op.f("pk_evidence_profiles")),
     )
+    op.create_table(
+        "consents",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("number", sa.String(length=20), nullable=False),
+        sa.Column("scope", sa.String(length=32), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("given_at", dialer.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", dialer.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", dialer.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consents")),
+    )
+    op.create_index("ix_consents_number", "consents", ["number"])
     with op.batch_alter_table("call_attempts", schema=None) as batch_op:
         batch_op.create_index(
             "ix_call_attempts_abandoned_number",
@@ -66,6 +79,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_consents_number", table_name="consents")
+    op.drop_table("consents")
     op.drop_table("evidence_profiles")
     op.drop_table("evidence_chains")
     op.drop_index("ix_claim_evidence_at", table_name="claim_evidence")
