@@ -70,6 +70,20 @@ class Call:
     debt_calls: tuple[PastCall, ...] = ()  # this debt's calls, any number, any campaign
     number_abandons: tuple[dt.datetime, ...] = ()  # abandons on this number, any debt
     dnc: tuple[tuple[str, dt.datetime | None], ...] = field(default=())  # (number, expires)
+    # TCPA: launched by the dialer itself (not an agent's click), under a campaign that honours
+    # the consent rule; what the creditor's file called the line; a consent in force.
+    automatic_under_tcpa: bool = False
+    declared_type: str = "unknown"
+    consent: bool = False
+
+
+def possibly_wireless(number: str, declared: str) -> bool:
+    """Wireless unless known to be a landline (the numbering plan or the file says so, and
+    neither says mobile)."""
+    kind = phonenumbers.number_type(phonenumbers.parse(number, None))
+    if kind == phonenumbers.PhoneNumberType.MOBILE or declared == "mobile":
+        return True
+    return not (kind == phonenumbers.PhoneNumberType.FIXED_LINE or declared in ("home", "work"))
 
 
 def _tz_table() -> dict[str, set[str]]:
@@ -144,6 +158,14 @@ def forbidden(call: Call) -> str | None:
     for number, expires in call.dnc:
         if number == call.number and (expires is None or expires > now):
             return "number on a do-not-call list"
+    # 47 U.S.C. 227(b)(1)(A)(iii): no automatic dialing of a wireless number without prior
+    # express consent.
+    if (
+        call.automatic_under_tcpa
+        and not call.consent
+        and possibly_wireless(call.number, call.declared_type)
+    ):
+        return "TCPA: wireless number without consent, dialed automatically"
     zones = debtor_zones(call)
     conversations = [c.conversation_at for c in call.debt_calls if c.conversation_at]
     for profile in call.profiles:

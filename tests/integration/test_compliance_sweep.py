@@ -36,6 +36,7 @@ from dialer.store.models import (
     CallAttempt,
     Campaign,
     CampaignAccount,
+    Consent,
     DncEntry,
     Phone,
 )
@@ -91,6 +92,9 @@ class Debtor:
     history: list[tuple[int, int, bool, bool]]
     shared_abandons: list[int]  # minutes before now: another debt's abandons on numbers[0]
     dnc: tuple[int, int | None] | None  # (phone index, expiry minutes from now; None: never)
+    consent_required: bool = False  # the campaign's wireless_consent_required
+    declared: tuple[str, ...] = ()  # per phone: the file's phone type
+    consent: tuple[int, ...] = ()  # per phone: 0 none, 1 in force, 2 revoked
 
 
 def _numbered(template: str, serial: int) -> str:
@@ -132,6 +136,11 @@ def debtors(draw: st.DrawFn) -> Debtor:
                 st.none() | st.integers(-3 * 24 * 60, 3 * 24 * 60),
             )
         ),
+        consent_required=draw(st.booleans()),
+        declared=tuple(
+            draw(st.sampled_from(("mobile", "home", "work", "unknown"))) for _ in templates
+        ),
+        consent=tuple(draw(st.sampled_from((0, 0, 1, 2))) for _ in templates),
     )
 
 
@@ -160,7 +169,10 @@ def _oracle_call(d: Debtor, number: str) -> oracle.Call:
     profiles: tuple[str, ...] = (d.campaign_profile,)
     if d.jurisdiction and d.jurisdiction != d.campaign_profile:
         profiles += (d.jurisdiction,)
+    index = d.numbers.index(number)
     return oracle.Call(
+        automatic_under_tcpa=d.consent_required and not d.preview,
+        declared_type=d.declared[index], consent=d.consent[index] == 1,
         number=number, at=d.now, profiles=profiles, agent_guaranteed=d.preview,
         file_zone=d.file_zone, state=d.state, cease_communication=d.cease,
         attorney_represented=d.attorney, debt_calls=tuple(calls),
@@ -202,9 +214,10 @@ def _candidate(d: Debtor) -> Candidate:
         attorney_represented=d.attorney, custom_fields={"state": d.state} if d.state else {},
     )  # fmt: skip
     phones = [
-        Phone(id=i + 1, account_id=1, number=n, valid=True, dnc=False, priority=i + 1)
+        Phone(id=i + 1, account_id=1, number=n, valid=True, dnc=False, priority=i + 1,
+              phone_type=d.declared[i])
         for i, n in enumerate(d.numbers)
-    ]
+    ]  # fmt: skip
     attempts = []
     for index, minutes, talked, abandoned in sorted(d.history, key=lambda h: -h[1]):
         at = d.now - dt.timedelta(minutes=minutes)
@@ -226,6 +239,7 @@ def _candidate(d: Debtor) -> Candidate:
     return Candidate(
         account=account, phones=phones, attempts=attempts, dnc_numbers=frozenset(listed),
         campaign_id=1, dnc_expires=listed, number_abandons=abandons,
+        consents=frozenset(n for n, c in zip(d.numbers, d.consent, strict=True) if c == 1),
     )  # fmt: skip
 
 
@@ -235,7 +249,10 @@ def _pure_sweep(examples: int, capsys: pytest.CaptureFixture[str]) -> None:
     @settings(max_examples=examples, deadline=None, derandomize=True)
     @given(debtors())
     def sweep(d: Debtor) -> None:
-        rules = CampaignRules(load_profile(d.campaign_profile), agent_guaranteed=d.preview)
+        rules = CampaignRules(
+            load_profile(d.campaign_profile), agent_guaranteed=d.preview,
+            wireless_consent_required=d.consent_required,
+        )  # fmt: skip
         choice = ComplianceRule(rules)(_candidate(d), d.now)
         _judge(tally, d, choice.phone.number if choice.phone else None, choice.reason)
 
@@ -265,13 +282,23 @@ async def _claim_one(engine: AsyncEngine, d: Debtor) -> tuple[str | None, str | 
         campaign = Campaign(
             name=f"sweep-{serial}", compliance_profile=d.campaign_profile,
             dial_mode="preview" if d.preview else "predictive",
+            caps={"wireless_consent_required": d.consent_required},
         )  # fmt: skip
         account = Account(
             external_ref=f"S{serial}", name="x", balance=Decimal("1.00"), time_zone=d.file_zone,
             jurisdiction=d.jurisdiction, cease_communication=d.cease,
             attorney_represented=d.attorney, custom_fields={"state": d.state} if d.state else {},
         )  # fmt: skip
-        account.phones = [Phone(number=n, priority=i + 1) for i, n in enumerate(d.numbers)]
+        account.phones = [
+            Phone(number=n, priority=i + 1, phone_type=d.declared[i])
+            for i, n in enumerate(d.numbers)
+        ]
+        for n, c in zip(d.numbers, d.consent, strict=True):
+            if c:
+                s.add(
+                    Consent(number=n, source="sweep", given_at=d.now - dt.timedelta(days=60),
+                            revoked_at=d.now - dt.timedelta(days=1) if c == 2 else None)
+                )  # fmt: skip
         s.add_all([campaign, account])
         await s.flush()
         s.add(CampaignAccount(campaign_id=campaign.id, account_id=account.id))
