@@ -12,14 +12,14 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.store.models import ClaimEvidence, EvidenceChain, EvidenceProfile
 
 # A Core executemany: the ORM's bulk insert machinery costs half as much again for nothing here.
-_EVIDENCE_INSERT = insert(ClaimEvidence.__table__)
+_EVIDENCE_INSERT = insert(ClaimEvidence.__table__)  # type: ignore[arg-type]
 GENESIS = "0" * 64  # the previous hash of a chain's first record
 # Rows read per round trip while verifying or exporting (memory stays flat).
 PAGE = 2000
