@@ -46,7 +46,10 @@ STATE_ZONES = {
     "HI": {"Pacific/Honolulu"},
     "TX": {"America/Chicago", "America/Denver"},
     "CO": {"America/Denver"},
+    "MA": {"America/New_York"},
 }
+# NANPA: Massachusetts area codes (a debtor whose address names no state but whose number is one).
+MA_AREA_CODES = {"339", "351", "413", "508", "617", "774", "781", "857", "978"}
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,15 @@ def forbidden(call: Call) -> str | None:
                 return "US: conversation in the last 7 days"
             if call.cease_communication or call.attorney_represented:
                 return "US: cease-communication or attorney"
+            # 940 CMR 7.04(1)(f): in Massachusetts, no more than two calls in each seven-day
+            # period (read as any 7 x 24 h).
+            in_ma = call.state == "MA" or (
+                call.state is None
+                and call.number.startswith("+1")
+                and call.number[2:5] in MA_AREA_CODES
+            )
+            if in_ma and sum(1 for c in call.debt_calls if week < c.at <= now) >= 2:
+                return "MA: 2 calls in 7 days"
         if profile == "CO":
             # Ley 2300: at most one contact a day (the debtor's day).
             for zone in zones or {"UTC"}:

@@ -268,7 +268,10 @@ def replay(record: Mapping[str, object], profile_texts: Mapping[str, str]) -> st
     candidate = candidate_from_dict(inputs, campaign_id)
     at = _time(record["at"])
     assert at is not None
-    again = decision_to_dict(ComplianceRule(rules, loader)(candidate, at))
+    # The overlays that existed for this decision are those the record names (a state overlay
+    # shipped later must not change how an old record re-evaluates).
+    overlays = [code for code in by_code if by_code[code].overlay is not None]
+    again = decision_to_dict(ComplianceRule(rules, loader, overlays)(candidate, at))
     if again != record["decision"]:
         return f"re-evaluated to {again}, recorded {record['decision']}"
     return None

@@ -73,6 +73,17 @@ class Profile:
     window: dict[str, tuple[Interval, ...]]
     frequency: Frequency = field(default_factory=Frequency)
     abandon: AbandonWindow = field(default_factory=AbandonWindow)
+    overlay: Overlay | None = None  # a state's rules added to its base profile
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """Where a state overlay applies: debtors of its `base` profile whose address is in `state`,
+    or, when the address names no state, whose number has one of its `area_codes`."""
+
+    base: str
+    state: str
+    area_codes: tuple[str, ...] = ()
 
 
 def parse_hhmm(value: object, where: str) -> dt.time:
@@ -168,6 +179,18 @@ def parse_profile(data: dict[str, object], source: str) -> Profile:
     zones = data.get("zones", [])
     if not isinstance(zones, list):
         raise ProfileError(f"{source}: zones is a list of time zone names")
+    overlay = None
+    raw_overlay = data.get("overlay")
+    if raw_overlay is not None:
+        if not isinstance(raw_overlay, dict):
+            raise ProfileError(f"{source}: [overlay] must be a table")
+        base, state = raw_overlay.get("base"), raw_overlay.get("state")
+        codes = raw_overlay.get("area_codes", [])
+        if not isinstance(base, str) or not isinstance(state, str):
+            raise ProfileError(f"{source}: overlay.base and overlay.state are required strings")
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise ProfileError(f"{source}: overlay.area_codes is a list of strings")
+        overlay = Overlay(base, state.upper(), tuple(codes))
     holiday_country = data.get("holiday_country")
     if holiday_country is not None and not isinstance(holiday_country, str):
         raise ProfileError(f"{source}: holiday_country is a country code")
@@ -180,7 +203,14 @@ def parse_profile(data: dict[str, object], source: str) -> Profile:
         window=window,
         frequency=frequency,
         abandon=abandon,
+        overlay=overlay,
     )
+
+
+@functools.cache
+def overlays_of(base: str) -> tuple[str, ...]:
+    """The shipped state overlays of profile `base` (e.g. US-MA for US)."""
+    return tuple(c for c in available_profiles() if c.startswith(f"{base}-"))
 
 
 def available_profiles() -> list[str]:

@@ -13,7 +13,13 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from dialer.compliance.phonetype import needs_consent
-from dialer.compliance.profiles import Interval, Profile, ProfileError, load_profile
+from dialer.compliance.profiles import (
+    Interval,
+    Profile,
+    ProfileError,
+    load_profile,
+    overlays_of,
+)
 from dialer.compliance.windows import Window, parse_narrowing
 from dialer.compliance.zones import DebtorEvidence, ZoneFinding, possible_zones
 from dialer.store.claim import Candidate, Choice, PastAttempt, Rule
@@ -139,7 +145,10 @@ class ComplianceRule:
     """A claim `Rule`: `rule(candidate, now) -> Choice`. Blocks are explained, never silent."""
 
     def __init__(
-        self, rules: CampaignRules, loader: Callable[[str], Profile] = load_profile
+        self,
+        rules: CampaignRules,
+        loader: Callable[[str], Profile] = load_profile,
+        overlay_codes: Sequence[str] | None = None,
     ) -> None:
         self.rules = rules
         self.window = Window(rules.profile, rules.narrowing)
@@ -147,17 +156,52 @@ class ComplianceRule:
         # Where an account's own jurisdiction profile comes from: the shipped files, or (when an
         # evidence record is re-evaluated) the profile texts the record names by hash.
         self._load = loader
+        # The state overlays that exist: the shipped ones, or those an evidence record names.
+        self._overlay_codes = None if overlay_codes is None else tuple(overlay_codes)
         self._findings: tuple[Candidate | None, dict[int, ZoneFinding]] = (None, {})
+        self._profiles_memo: tuple[Candidate | None, tuple[tuple[Profile, Window], ...]] = (
+            None,
+            (),
+        )
 
     def _profiles(self, candidate: Candidate) -> list[tuple[Profile, Window]]:
-        """The campaign's profile, plus the account's own jurisdiction when it differs."""
+        """The campaign's profile, plus the account's own jurisdiction when it differs, plus the
+        state overlays of either that apply to the debtor (address state, else area code)."""
+        if self._profiles_memo[0] is candidate:
+            return list(self._profiles_memo[1])
         out = [(self.rules.profile, self.window)]
         code = candidate.account.jurisdiction
         if code and code != self.rules.profile.code:
-            if code not in self._windows:
-                self._windows[code] = Window(self._load(code), self.rules.narrowing)
-            out.append((self._windows[code].profile, self._windows[code]))
+            out.append(self._window_of(code))
+        for profile, _ in list(out):
+            for overlay in self._overlays(profile.code):
+                if self._applies(overlay, candidate):
+                    out.append(self._window_of(overlay))
+        self._profiles_memo = (candidate, tuple(out))
         return out
+
+    def _window_of(self, code: str) -> tuple[Profile, Window]:
+        if code not in self._windows:
+            self._windows[code] = Window(self._load(code), self.rules.narrowing)
+        return self._windows[code].profile, self._windows[code]
+
+    def _overlays(self, base: str) -> tuple[str, ...]:
+        if self._overlay_codes is None:
+            return overlays_of(base)
+        return tuple(c for c in self._overlay_codes if c.startswith(f"{base}-"))
+
+    def _applies(self, code: str, candidate: Candidate) -> bool:
+        overlay = self._load(code).overlay
+        if overlay is None:
+            return False
+        account = candidate.account
+        state = DebtorEvidence.of_account(None, account.custom_fields).region
+        if state:
+            return state.strip().upper() == overlay.state
+        return any(
+            p.number.startswith("+1") and p.number[2:5] in overlay.area_codes
+            for p in candidate.phones
+        )
 
     def _day_zones(self, candidate: Candidate) -> tuple[str, ...]:
         """Every zone the debtor may be in on any of their phones: a daily limit counts the

@@ -426,3 +426,25 @@ def test_narrowing_with_an_unknown_day_is_refused() -> None:
 def test_bad_cap_value_names_the_key() -> None:
     with pytest.raises(ProfileError, match=r"caps\.phone_per_day"):
         Caps.parse({"phone_per_day": "three"})
+
+
+# Massachusetts, 940 CMR 7.04(1)(f): no more than two calls in each seven-day period.
+def _ma_case(number: str, state: str | None) -> Candidate:
+    acc = account(None)
+    acc.custom_fields = {"State": state} if state else {}
+    now = local("America/New_York", 2026, 6, 10, 12, 0)
+    tries = [attempt(now - dt.timedelta(days=d)) for d in (1, 3)]
+    return candidate(acc, [phone(number=number)], tries)
+
+
+def test_massachusetts_allows_two_calls_a_week_by_address() -> None:
+    now = local("America/New_York", 2026, 6, 10, 12, 0)
+    choice = rule("US")(_ma_case("+12125550100", "MA"), now)
+    assert choice.phone is None and choice.reason == "US-MA: 2 attempts in 7 days"
+
+
+def test_massachusetts_by_area_code_when_the_address_names_no_state() -> None:
+    now = local("America/New_York", 2026, 6, 10, 12, 0)
+    assert rule("US")(_ma_case("+16175550100", None), now).phone is None
+    # The address wins over the number: a Boston number of a New York resident.
+    assert rule("US")(_ma_case("+16175550100", "NY"), now).phone is not None
