@@ -421,13 +421,9 @@ class ComplianceRule:
             local_time=local,
             day_zones=list(day_zones),
             counts=counts,
-            dnc={
-                "listed": sorted(candidate.dnc_numbers),
-                "flagged_phones": [p.id for p in candidate.phones if p.dnc],
-            },
-            number_abandons={
-                n: [t.isoformat() for t in ts] for n, ts in candidate.number_abandons.items()
-            },
+            # The DNC check's inputs (entries, flags) and the numbers' abandons are in the
+            # record's inputs; here only what the check found.
+            dnc_listed=sorted(candidate.dnc_numbers),
         )
         return choice, trace
 

@@ -467,11 +467,9 @@ class ClaimEvidence(Base):
     foreign keys: the record outlives the campaign, account or attempt it speaks of."""
 
     __tablename__ = "claim_evidence"
-    __table_args__ = (
-        Index("ix_claim_evidence_chain", "campaign_id", "id"),
-        Index("ix_claim_evidence_account_at", "account_id", "at"),
-        Index("ix_claim_evidence_at", "at"),
-    )
+    # Per-account exports only: verification walks the primary key, a date range is a scan
+    # (every index here is paid by every claim).
+    __table_args__ = (Index("ix_claim_evidence_account_at", "account_id", "at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[dt.datetime]

@@ -37,9 +37,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_claim_evidence")),
     )
-    op.create_index("ix_claim_evidence_chain", "claim_evidence", ["campaign_id", "id"])
     op.create_index("ix_claim_evidence_account_at", "claim_evidence", ["account_id", "at"])
-    op.create_index("ix_claim_evidence_at", "claim_evidence", ["at"])
     op.create_table(
         "evidence_chains",
         sa.Column("campaign_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -83,9 +81,7 @@ def downgrade() -> None:
     op.drop_table("consents")
     op.drop_table("evidence_profiles")
     op.drop_table("evidence_chains")
-    op.drop_index("ix_claim_evidence_at", table_name="claim_evidence")
     op.drop_index("ix_claim_evidence_account_at", table_name="claim_evidence")
-    op.drop_index("ix_claim_evidence_chain", table_name="claim_evidence")
     op.drop_table("claim_evidence")
     with op.batch_alter_table("call_attempts", schema=None) as batch_op:
         batch_op.drop_index(
