@@ -46,6 +46,7 @@ from agents_ws.state import WRAP_UP_EXPIRED_CODE, AgentState
 from dialer import auth, metrics
 from dialer.compliance.claiming import claim_options
 from dialer.compliance.profiles import ProfileError
+from dialer.compliance.zones import DebtorEvidence, possible_zones
 from dialer.domain.retry import RetryRules
 from dialer.domain.settings import CampaignSettings, SettingsError
 from dialer.engine.ports import ReadyAgent
@@ -289,11 +290,15 @@ async def read_pop_facts(
     if account is None:
         raise PortRefused(f"account {account_id} does not exist", "account_id")
     campaign = await s.get(Campaign, campaign_id)
-    phones = (
-        await s.execute(
-            select(Phone).where(Phone.account_id == account_id).order_by(Phone.priority, Phone.id)
-        )
-    ).scalars()
+    phones = list(
+        (
+            await s.execute(
+                select(Phone)
+                .where(Phone.account_id == account_id)
+                .order_by(Phone.priority, Phone.id)
+            )
+        ).scalars()
+    )
     payments = (
         await s.execute(
             select(Payment)
@@ -342,7 +347,14 @@ async def read_pop_facts(
             .limit(1)
         )
     ).scalar_one_or_none()
-    zone = _zone(account.time_zone)
+    # Which zone(s) the claim assumed for the dialed phone, and why: the claim's own function.
+    evidence = DebtorEvidence.of_account(account.time_zone, account.custom_fields)
+    dialed = next((p for p in phones if p.id == phone_id), None)
+    assumed: JsonValue = None
+    found = possible_zones(dialed.number, evidence) if dialed else None
+    if found is not None:
+        assumed = {"zones": list(found.zones), "source": found.source, "reason": found.reason}
+    zone = _zone(account.time_zone or (found.zones[0] if found and found.zones else None))
     shown: ScreenPop = {
         "campaign": {"id": campaign_id, "name": campaign.name if campaign else None},
         "attempt_id": attempt_id,
@@ -356,6 +368,7 @@ async def read_pop_facts(
             "aging_bucket": account.aging_bucket,
             "time_zone": account.time_zone,
             "local_time": now.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            "zones_assumed": assumed,
         },
         "phones": [
             {
@@ -698,6 +711,7 @@ class DbAgentPort:
                 order=opts.order,
                 caller_id=campaign.caller_id,
                 caller_id_for=opts.caller_id_for,
+                agent_id=agent.agent_id,  # the agent asked for it: recorded in the evidence
             )
             if not claimed.claimed:
                 if claimed.blocked:

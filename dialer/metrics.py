@@ -108,6 +108,11 @@ ABANDON_CAP = Gauge(
     "The abandon-rate cap in force for the campaign (e.g. 0.03).",
     ["campaign"],
 )
+ABANDON_ESTIMATED = Gauge(
+    "dialer_abandon_estimated_calls",
+    "Estimated AMD false positives counted as abandoned in the window (UK rule; 0 elsewhere).",
+    ["campaign"],
+)
 CAMPAIGN_RUNNING = Gauge(
     "dialer_campaign_running",
     "1 while this process runs the campaign (holds its lease and it is in state running), else 0.",
@@ -218,6 +223,7 @@ ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     BRIDGE_LATENCY,
     ABANDON_RATE,
     ABANDON_CAP,
+    ABANDON_ESTIMATED,
     CAMPAIGN_RUNNING,
     CAMPAIGN_STALLED,
     CAMPAIGN_INFO,
@@ -432,6 +438,7 @@ def forget_campaign(campaign: int) -> None:
     for single in (
         ABANDON_RATE,
         ABANDON_CAP,
+        ABANDON_ESTIMATED,
         PACING_LAST_LAUNCHES,
         PACING_FREE_AGENTS,
         PACING_PREDICTED_ABANDON,
@@ -442,10 +449,15 @@ def forget_campaign(campaign: int) -> None:
     CAMPAIGN_RUNNING.labels(label).set(0)
 
 
-def set_abandon_rate(campaign: int, rate: float, cap: float | None = None) -> None:
-    """The abandon rate over the regulatory window, and the cap it must stay under."""
+def set_abandon_rate(
+    campaign: int, rate: float, cap: float | None = None, estimated: float = 0.0
+) -> None:
+    """The abandon rate over the regulatory window (as the rule counts it, from
+    dialer.store.abandons), the cap it must stay under, and how many of its abandons are the
+    estimated AMD false positives (UK rule)."""
     label = _campaign(campaign)
     ABANDON_RATE.labels(label).set(_ratio("rate", rate))
+    ABANDON_ESTIMATED.labels(label).set(_non_negative("estimated", estimated))
     if cap is not None:
         ABANDON_CAP.labels(label).set(_ratio("cap", cap))
 

@@ -19,7 +19,9 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from dialer.compliance.profiles import ProfileError, load_profile
 from dialer.errors import UserError
+from dialer.store.abandons import figures, window_counts
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import (
     Account,
@@ -69,8 +71,13 @@ DEFINITIONS: dict[str, str] = {
     "kept_rate": "ptps_kept / ptps_due",
     "abandoned": "live-answered dials not connected to an agent within the limit",
     "connected_to_agent": "live-answered dials bridged to an agent (bridged_at set, not abandoned)",
-    "abandon_rate": "abandoned / (abandoned + connected_to_agent); machines and no-answers "
-    "excluded; empty in agent rows",
+    "machine_verdicts": "dials AMD classified as a machine",
+    "estimated_amd_false_positives": "in campaign rows under a rule that counts them (UK): the "
+    "estimate of people AMD took for machines, machine_verdicts x (1 - AMD accuracy)",
+    "abandon_rate": "(abandoned + estimated_amd_false_positives) / (abandoned + "
+    "estimated_amd_false_positives + connected_to_agent), as the campaign's rule counts it "
+    "(dialer.store.abandons, as the API and /metrics); machines and no-answers excluded; empty in "
+    "agent rows",
     "talk_s": "seconds in states reserved, talking or on hold, from the agent state log, "
     "clipped to the range",
     "wrap_up_s": "seconds in wrap-up",
@@ -126,6 +133,8 @@ class ReportRow:
     ptps_kept: int = 0
     abandoned: int = 0
     connected_to_agent: int = 0
+    machine_verdicts: int = 0
+    estimated_amd_false_positives: float = 0.0
     talk_s: float = 0.0
     wrap_up_s: float = 0.0
     idle_s: float = 0.0
@@ -156,7 +165,8 @@ class ReportRow:
     def abandon_rate(self) -> float | None:
         if not self.has_abandon:
             return None
-        return _ratio(self.abandoned, self.abandoned + self.connected_to_agent)
+        counted = self.abandoned + self.estimated_amd_false_positives
+        return _ratio(counted, counted + self.connected_to_agent)
 
     @property
     def occupancy(self) -> float | None:
@@ -267,18 +277,22 @@ async def build_report(engine: AsyncEngine, query: ReportQuery, now: dt.datetime
             func.sum(case((a.abandoned.is_(True), 1), else_=0)),
             func.sum(case((connected, 1), else_=0)),
             func.count(func.distinct(a.account_id)),
+            window_counts()[2],
         ).select_from(a)
         dial_stmt = _bucket_join(dial_stmt, by, a.account_id)
         dial_stmt = dial_stmt.where(
             a.created_at >= start, a.created_at < end, *campaign_filter(a.campaign_id)
         )
-        for k, dials, n_live, n_abandoned, n_connected, n_accounts in await s.execute(
+        for k, dials, n_live, n_abandoned, n_connected, n_accounts, n_machines in await s.execute(
             dial_stmt.group_by(key)
         ):
             r = row(k)
             r.dials, r.live_contacts = int(dials), int(n_live or 0)
             r.abandoned, r.connected_to_agent = int(n_abandoned or 0), int(n_connected or 0)
             r.accounts_attempted = int(n_accounts)
+            r.machine_verdicts = int(n_machines or 0)
+        if by is GroupBy.CAMPAIGN:
+            await _estimate_amd_false_positives(s, rows, start)
 
         # Right-party contacts, from the agents' dispositions.
         d = Disposition
@@ -393,6 +407,26 @@ def _sort_key(by: GroupBy, key: int | str | None) -> tuple[int, int | str]:
     return (0, key)
 
 
+async def _estimate_amd_false_positives(
+    s: AsyncSession, rows: Mapping[int | str | None, ReportRow], start: dt.datetime
+) -> None:
+    """Each campaign row's estimated AMD false positives as its rule counts them: the same
+    function as the API's, /metrics' and the pacing snapshot's (dialer.store.abandons)."""
+    ids = [k for k in rows if isinstance(k, int)]
+    if not ids:
+        return
+    for cid, profile, caps in await s.execute(
+        select(Campaign.id, Campaign.compliance_profile, Campaign.caps).where(Campaign.id.in_(ids))
+    ):
+        try:
+            window = load_profile(profile).abandon
+        except ProfileError:
+            continue
+        r = rows[cid]
+        found = figures(window, caps, start, r.abandoned, r.connected_to_agent, r.machine_verdicts)
+        r.estimated_amd_false_positives = round(found.totals.estimated, 4)
+
+
 async def _label_rows(
     s: AsyncSession, by: GroupBy, rows: Mapping[int | str | None, ReportRow]
 ) -> None:
@@ -430,6 +464,8 @@ FIGURES: tuple[str, ...] = (
     "kept_rate",
     "abandoned",
     "connected_to_agent",
+    "machine_verdicts",
+    "estimated_amd_false_positives",
     "abandon_rate",
     "talk_s",
     "wrap_up_s",

@@ -108,6 +108,13 @@ class Settings:
         default="/var/spool/asterisk/monitor",
         metadata={"doc": "Where Asterisk writes call recordings."},
     )
+    evidence_retention_days: int = field(
+        default=1095,
+        metadata={
+            "doc": "Claim-evidence records older than this are deleted by `dialer evidence "
+            "prune` (default 3 years, Regulation F's record retention, 12 CFR 1006.100)."
+        },
+    )
 
 
 FIELDS = {f.name: f for f in fields(Settings)}

@@ -94,3 +94,33 @@ class AbandonWindow:
         return WindowTotals(
             max(self._abandoned, 0.0), max(self._connected, 0.0), max(self._estimated, 0.0)
         )
+
+
+def amd_false_positive_estimate(machine_verdicts: float, amd_accuracy: float) -> float:
+    """Ofcom's "reasoned estimate" of live people that AMD took for machines (and so abandoned):
+    each machine verdict is wrong with probability 1 - `amd_accuracy`, the share of machine
+    verdicts that really were machines (measured by listening to a sample of them)."""
+    if not 0.0 <= amd_accuracy <= 1.0:
+        raise ValueError(f"amd_accuracy: a fraction between 0 and 1, got {amd_accuracy!r}")
+    return max(machine_verdicts, 0.0) * (1.0 - amd_accuracy)
+
+
+def window_totals(
+    abandoned: float,
+    connected: float,
+    machine_verdicts: float = 0.0,
+    amd_accuracy: float = 1.0,
+    *,
+    count_amd_false_positives: bool = False,
+) -> WindowTotals:
+    """The abandon window as the rule counts it: the one function behind the engine's pacing
+    snapshot, the API, /metrics and the reports. Under a rule that counts AMD false positives
+    (UK), their estimate joins the abandoned calls (and so the live calls they are a share of);
+    `estimated` says how much of `abandoned` is that estimate. The simulator adds the same
+    estimate call by call from its scenario's human false-positive rate (see simulator)."""
+    estimated = (
+        amd_false_positive_estimate(machine_verdicts, amd_accuracy)
+        if count_amd_false_positives
+        else 0.0
+    )
+    return WindowTotals(abandoned + estimated, connected, estimated)

@@ -243,6 +243,7 @@ class PredictivePolicy:
         measured = snapshot.window_abandon_rate
         inputs["window_abandoned"] = snapshot.window_abandoned
         inputs["window_connected"] = snapshot.window_connected
+        inputs["window_estimated"] = snapshot.window_estimated
         active = int(inputs["active_agents"] or 0)
         mode = self._mode(snapshot, active)
         if mode is not None:

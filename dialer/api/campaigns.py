@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,8 +38,8 @@ from dialer.domain.settings import (
     CampaignSettings,
     SettingsError,
 )
+from dialer.store.abandons import abandon_window
 from dialer.store.models import (
-    CallAttempt,
     Campaign,
     CampaignLease,
     CampaignState,
@@ -64,6 +64,11 @@ FIELDS: dict[str, dict[str, object]] = {
     "caller_id": string(32, pattern=E164, nullable=True),
     "caller_id_pool": array(string(32, pattern=E164), 500),
     "caller_id_match_area": boolean("Prefer pool numbers in the debtor's area code."),
+    "amd_accuracy": {**number(0, 1), "nullable": True},
+    "wireless_consent_required": boolean(
+        "TCPA: the dialer launches calls to wireless (or possibly wireless) numbers only with a "
+        "consent on record; otherwise only an agent's click (preview) may."
+    ),
     # Which knobs apply depends on dial_mode: checked against it after the schema (check_settings).
     "pacing": {
         "type": "object",
@@ -106,6 +111,9 @@ ABANDON = obj(
         "abandoned": integer(),
         "connected": integer(),
         "max_rate": number(0, 1),
+        "estimated_amd_false_positives": number(0),
+        "machine_verdicts": integer(),
+        "amd_accuracy": {"type": "number", "nullable": True},
         "window": string(),
         "since": string(fmt="date-time"),
     },
@@ -189,29 +197,14 @@ def apply_fields(campaign: Campaign, data: JSON) -> None:
 
 
 async def abandon_stats(s: AsyncSession, campaign: Campaign, now: dt.datetime) -> JSON:
-    """abandoned / (abandoned + connected to an agent) over the profile's regulatory window."""
+    """The abandon window as the profile's rule counts it (dialer.store.abandons: the engine's
+    pacing snapshot, /metrics and the reports use the same function)."""
     try:
         window = load_profile(campaign.compliance_profile).abandon
     except ProfileError:
         return {"rate": None, "abandoned": 0, "connected": 0, "window": "unknown profile"}
-    since = window.start(now)
-    abandoned, connected = (
-        await s.execute(
-            select(
-                func.count().filter(CallAttempt.abandoned.is_(True)),
-                func.count().filter(CallAttempt.bridged_at.is_not(None)),
-            ).where(CallAttempt.campaign_id == campaign.id, CallAttempt.answered_at >= since)
-        )
-    ).one()
-    total = int(abandoned) + int(connected)
-    return {
-        "rate": round(int(abandoned) / total, 6) if total else None,
-        "abandoned": int(abandoned),
-        "connected": int(connected),
-        "max_rate": window.max_rate,
-        "window": window.describe(),
-        "since": since,
-    }
+    found = await abandon_window(s, campaign.id, window, campaign.caps, now)
+    return found.to_dict()
 
 
 def as_json(campaign: Campaign) -> JSON:
@@ -229,6 +222,8 @@ def as_json(campaign: Campaign) -> JSON:
         "caller_id": campaign.caller_id,
         "caller_id_pool": campaign.caller_id_pool or [],
         "caller_id_match_area": bool(extra.get("caller_id_match_area", False)),
+        "amd_accuracy": extra.get("amd_accuracy"),
+        "wireless_consent_required": bool(extra.get("wireless_consent_required", False)),
         "pacing": campaign.pacing or {},
         "retry_rules": campaign.retry_rules or {},
         "max_concurrent_calls": campaign.max_concurrent_calls,

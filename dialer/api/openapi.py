@@ -23,6 +23,7 @@ MODULES: tuple[str, ...] = (
     "dialer.api.outcomes",
     "dialer.api.agents",
     "dialer.api.phone",
+    "dialer.api.evidence",
 )
 # Modules other engineers own; present when they exist, skipped (not an error) otherwise.
 OPTIONAL_MODULES: tuple[str, ...] = ("dialer.api.reports",)

@@ -17,8 +17,10 @@ ORDER = [
     "campaign",
     "import",
     "dnc",
+    "consent",
     "agent",
     "report",
+    "evidence",
     "simulate",
     "config",
 ]

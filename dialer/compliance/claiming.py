@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dialer.compliance.callerid import choose_caller_id
+from dialer.compliance.evidence import EvidencedRule
 from dialer.compliance.profiles import ProfileError
-from dialer.compliance.rules import CampaignLike, CampaignRules, ComplianceRule
+from dialer.compliance.rules import CampaignLike, CampaignRules
 from dialer.domain.settings import SettingsError, parse_claim_order
 from dialer.store.claim import CallerIdFor, Rule
 from dialer.store.models import Account, Phone
@@ -50,6 +51,6 @@ def claim_options(campaign: ClaimCampaign) -> ClaimOptions:
     def caller_id_for(account: Account, phone: Phone) -> str | None:
         return choose_caller_id(phone.number, pool, default, match_area=match_area, key=account.id)
 
-    return ClaimOptions(
-        ComplianceRule(CampaignRules.for_campaign(campaign)), order, caller_id_for
-    )
+    # The rule records every decision it makes at claim time (dialer.compliance.evidence).
+    rule = EvidencedRule(CampaignRules.for_campaign(campaign), campaign.dial_mode)
+    return ClaimOptions(rule, order, caller_id_for)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -42,6 +43,11 @@ class AbandonWindow:
     kind: str = "rolling_days"
     days: int = 30
     zone: str = "UTC"
+    # UK (Ofcom): the estimated AMD false positives count as abandoned calls. `amd_accuracy` is
+    # the share of AMD's machine verdicts assumed to be machines until the campaign sets its own
+    # measured figure (caps.amd_accuracy).
+    amd_false_positives: bool = False
+    amd_accuracy: float = 1.0
 
     def start(self, now: dt.datetime) -> dt.datetime:
         """When the window that contains `now` began (aware UTC)."""
@@ -67,6 +73,17 @@ class Profile:
     window: dict[str, tuple[Interval, ...]]
     frequency: Frequency = field(default_factory=Frequency)
     abandon: AbandonWindow = field(default_factory=AbandonWindow)
+    overlay: Overlay | None = None  # a state's rules added to its base profile
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """Where a state overlay applies: debtors of its `base` profile whose address is in `state`,
+    or, when the address names no state, whose number has one of its `area_codes`."""
+
+    base: str
+    state: str
+    area_codes: tuple[str, ...] = ()
 
 
 def parse_hhmm(value: object, where: str) -> dt.time:
@@ -145,15 +162,35 @@ def parse_profile(data: dict[str, object], source: str) -> Profile:
     rate = ab.get("max_rate", 0.03)
     if not isinstance(rate, int | float) or not 0 <= rate <= 1:
         raise ProfileError(f"{source}: abandon.max_rate is a fraction between 0 and 1")
+    counts_fp = ab.get("amd_false_positives", False)
+    if not isinstance(counts_fp, bool):
+        raise ProfileError(f"{source}: abandon.amd_false_positives is true or false")
+    accuracy = ab.get("amd_accuracy", 1.0)
+    if not isinstance(accuracy, int | float) or not 0 <= accuracy <= 1:
+        raise ProfileError(f"{source}: abandon.amd_accuracy is a fraction between 0 and 1")
     abandon = AbandonWindow(
         max_rate=float(rate),
         kind=str(kind),
         days=_int(ab, "days", f"{source}: abandon") or 30,
         zone=_zone(ab.get("zone", "UTC"), f"{source}: abandon.zone"),
+        amd_false_positives=counts_fp,
+        amd_accuracy=float(accuracy),
     )
     zones = data.get("zones", [])
     if not isinstance(zones, list):
         raise ProfileError(f"{source}: zones is a list of time zone names")
+    overlay = None
+    raw_overlay = data.get("overlay")
+    if raw_overlay is not None:
+        if not isinstance(raw_overlay, dict):
+            raise ProfileError(f"{source}: [overlay] must be a table")
+        base, state = raw_overlay.get("base"), raw_overlay.get("state")
+        codes = raw_overlay.get("area_codes", [])
+        if not isinstance(base, str) or not isinstance(state, str):
+            raise ProfileError(f"{source}: overlay.base and overlay.state are required strings")
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise ProfileError(f"{source}: overlay.area_codes is a list of strings")
+        overlay = Overlay(base, state.upper(), tuple(codes))
     holiday_country = data.get("holiday_country")
     if holiday_country is not None and not isinstance(holiday_country, str):
         raise ProfileError(f"{source}: holiday_country is a country code")
@@ -166,7 +203,14 @@ def parse_profile(data: dict[str, object], source: str) -> Profile:
         window=window,
         frequency=frequency,
         abandon=abandon,
+        overlay=overlay,
     )
+
+
+@functools.cache
+def overlays_of(base: str) -> tuple[str, ...]:
+    """The shipped state overlays of profile `base` (e.g. US-MA for US)."""
+    return tuple(c for c in available_profiles() if c.startswith(f"{base}-"))
 
 
 def available_profiles() -> list[str]:
@@ -177,15 +221,34 @@ def available_profiles() -> list[str]:
 
 
 @functools.cache
-def load_profile(code: str) -> Profile:
-    """The shipped profile `code` (e.g. "US"); ProfileError names the known ones otherwise."""
+def profile_text(code: str) -> str:
+    """The shipped profile's TOML as counsel reviewed it; ProfileError names the known ones."""
     known = available_profiles()
     if code not in known:
         raise ProfileError(f"unknown compliance profile {code!r}; known: {', '.join(known)}")
-    text = (
+    return (
         resources.files("dialer.compliance")
         .joinpath("profiles")
         .joinpath(f"{code}.toml")
         .read_text()
     )
+
+
+def text_hash(text: str) -> str:
+    """The content hash an evidence record names a profile by (sha256 of its TOML text)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def profile_hash(code: str) -> str:
+    return text_hash(profile_text(code))
+
+
+def profile_from_text(code: str, text: str) -> Profile:
     return parse_profile(tomllib.loads(text), f"profiles/{code}.toml")
+
+
+@functools.cache
+def load_profile(code: str) -> Profile:
+    """The shipped profile `code` (e.g. "US"); ProfileError names the known ones otherwise."""
+    return profile_from_text(code, profile_text(code))

@@ -27,7 +27,12 @@ ORDERING_NAMES = (
     "last_attempt_oldest_first",
 )
 # Kept inside `Campaign.caps` until they get columns of their own.
-EXTRA_CAP_KEYS = ("claim_order", "caller_id_match_area")
+EXTRA_CAP_KEYS = (
+    "claim_order",
+    "caller_id_match_area",
+    "amd_accuracy",
+    "wireless_consent_required",
+)
 
 
 class SettingsError(ValueError):
@@ -115,6 +120,9 @@ class CampaignSettings:
     claim_order: tuple[str, ...] = ("priority",)
     caller_id_match_area: bool = False
     caller_id_pool: tuple[str, ...] = field(default_factory=tuple)
+    # The campaign's measured AMD accuracy (None: the profile's default) and the TCPA switch.
+    amd_accuracy: float | None = None
+    wireless_consent_required: bool = False
 
     @classmethod
     def of(cls, campaign: SettingsSource) -> CampaignSettings:
@@ -131,9 +139,14 @@ class CampaignSettings:
             where, _, detail = str(exc).partition(": ")
             raise SettingsError(where, detail) from exc
         caps = dict(campaign.caps or {})
-        match_area = caps.get("caller_id_match_area", False)
-        if not isinstance(match_area, bool):
-            raise SettingsError("caller_id_match_area", "expected true or false")
+        match_area = _flag(caps, "caller_id_match_area")
+        accuracy = caps.get("amd_accuracy")
+        if accuracy is not None and (
+            isinstance(accuracy, bool)
+            or not isinstance(accuracy, int | float)
+            or not 0 <= accuracy <= 1
+        ):
+            raise SettingsError("amd_accuracy", "a fraction between 0 and 1, or null")
         return cls(
             dial_mode=dial_mode,
             pacing=pacing,
@@ -142,4 +155,13 @@ class CampaignSettings:
             claim_order=parse_claim_order(caps.get("claim_order")),
             caller_id_match_area=match_area,
             caller_id_pool=tuple(str(n) for n in campaign.caller_id_pool or ()),
+            amd_accuracy=None if accuracy is None else float(accuracy),
+            wireless_consent_required=_flag(caps, "wireless_consent_required"),
         )
+
+
+def _flag(caps: Mapping[str, Any], key: str) -> bool:
+    value = caps.get(key, False)
+    if not isinstance(value, bool):
+        raise SettingsError(key, "expected true or false")
+    return value

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer import metrics
@@ -34,6 +34,7 @@ from dialer.engine.ports import (
     TelephonyPort,
 )
 from dialer.store import attempts, leases
+from dialer.store.abandons import abandon_window
 from dialer.store.claim import Claimed, callbacks_due, claim_phones, recheck_held
 from dialer.store.models import CallAttempt, Campaign, CampaignState
 from pacing.decision import Decision, Policy, basic_inputs
@@ -199,6 +200,7 @@ class CampaignRun:
     handles: deque[Handle] = field(default_factory=lambda: deque(maxlen=5000))
     window_abandoned: float = 0.0
     window_connected: float = 0.0
+    window_estimated: float = 0.0  # the estimated part of window_abandoned (AMD false positives)
     window_refreshed: float = float("-inf")
     decision: Decision | None = None
     decision_saved: float = float("-inf")
@@ -371,6 +373,7 @@ class Engine:
             handles=list(run.handles),
             window_abandoned=run.window_abandoned,
             window_connected=run.window_connected,
+            window_estimated=run.window_estimated,
             trunk_free=self.telephony.free_channels(),
         )
         decision = run.policy.decide(snapshot)
@@ -415,25 +418,15 @@ class Engine:
         return out
 
     async def _refresh_window(self, run: CampaignRun, now: dt.datetime) -> None:
-        # The profile says what the cap is measured over (30 days rolling, a calendar day...).
+        # Counted as the profile's rule counts it (window, AMD false positives): the one function
+        # the API, /metrics and the reports share.
         window = load_profile(run.view.compliance_profile).abandon
-        since = window.start(now)
         async with self.sessions() as s:
-            abandoned, connected = (
-                await s.execute(
-                    select(
-                        func.count().filter(CallAttempt.abandoned.is_(True)),
-                        func.count().filter(CallAttempt.bridged_at.is_not(None)),
-                    ).where(
-                        CallAttempt.campaign_id == run.view.id, CallAttempt.answered_at >= since
-                    )
-                )
-            ).one()
-        run.window_abandoned, run.window_connected = float(abandoned), float(connected)
-        total = run.window_abandoned + run.window_connected
-        metrics.set_abandon_rate(
-            run.view.id, run.window_abandoned / total if total else 0.0, window.max_rate
-        )
+            found = await abandon_window(s, run.view.id, window, run.view.caps, now)
+        run.window_abandoned = found.totals.abandoned
+        run.window_connected = found.totals.connected
+        run.window_estimated = found.totals.estimated
+        metrics.set_abandon_rate(run.view.id, found.rate, window.max_rate, found.totals.estimated)
 
     async def _launch(self, run: CampaignRun, count: int, now: dt.datetime, mono: float) -> None:
         view = run.view
@@ -545,7 +538,10 @@ class Engine:
                 rule = self.options_for(view).rule
             except ValueError as exc:
                 raise PreviewRefused(f"campaign {campaign_id} settings: {exc}") from exc
-            blocked = await recheck_held(s, attempt_id, self.clock(), rule)
+            # The agent's click launches this call: its evidence record says so (kept even when
+            # the check refuses the dial).
+            blocked = await recheck_held(s, attempt_id, self.clock(), rule, agent_id=agent.agent_id)
+            await s.commit()
             if blocked is not None:
                 raise PreviewRefused(f"this account may not be called now: {blocked}")
             callback = await callbacks_due(s, [attempt.account_id], campaign_id, self.clock())

@@ -15,12 +15,11 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import phonenumbers
-from phonenumbers import timezone as phone_timezone
 from phonenumbers import tzdata as phone_tzdata
 from phonenumbers.phonemetadata import PhoneNumberDesc
 
 from dialer.compliance.profiles import available_profiles
-from dialer.compliance.zones import UNKNOWN_ZONE, valid_zone
+from dialer.compliance.zones import DebtorEvidence, finding_for, valid_zone, zones_of_parsed
 from dialer.importer.columns import ColumnMap
 from dialer.store.models import AgingBucket
 
@@ -241,11 +240,7 @@ def _facts(parsed: phonenumbers.PhoneNumber, region: str) -> tuple[str, ...] | N
         or phonenumbers.is_valid_number(parsed)
     ):
         return None
-    return tuple(
-        z
-        for z in phone_timezone.time_zones_for_geographical_number(parsed)
-        if z != UNKNOWN_ZONE and valid_zone(z)
-    )
+    return zones_of_parsed(parsed)
 
 
 def _nanp_phone(raw: str, region: str) -> tuple[str, tuple[str, ...] | None] | None:
@@ -416,6 +411,7 @@ class RowParser:
             attorney = bool(flag)
         phones: list[PhoneRecord] = []
         seen: set[str] = set()
+        number_zones: dict[str, tuple[str, ...]] = {}
         region = self.options.default_region
         for index, kind, header in self._phone_columns:
             raw = row[index].strip()
@@ -432,20 +428,23 @@ class RowParser:
                     continue
             if number in seen:
                 continue
+            number_zones[number] = zones
             seen.add(number)
-            phones.append(
-                PhoneRecord(number, kind, len(phones) + 1, zones[0] if len(zones) == 1 else None)
-            )
+            phones.append(PhoneRecord(number, kind, len(phones) + 1, None))
         if not phones:
             problems.append(Problem("phones", "no valid phone number in any phone column"))
         if problems and any(p.fatal for p in problems):
             return None, problems
-        if zone is None:
-            # Only an unambiguous number pins the debtor's zone; otherwise the claim-time rule
-            # uses every candidate zone of the number (the strictest window).
-            zone = phones[0].time_zone
         bucket = self._buckets.get(days) or AgingBucket.for_days_past_due(days).value
         custom = {h: row[i] for i, h in self.columns.extra if row[i] != ""}
+        # The account's zone is only what the file says; each phone keeps the zone the one zones
+        # function (the claim's) finds for it when that is a single zone, for display.
+        evidence = DebtorEvidence.of_account(zone, custom)
+        for i, p in enumerate(phones):
+            zones = number_zones.get(p.number, ())
+            found = finding_for(p.number, zones, evidence).zones
+            if len(found) == 1:
+                phones[i] = p._replace(time_zone=found[0])
         return (
             AccountRecord(
                 ref, name, balance, currency, days, bucket, zone, jurisdiction, cease, attorney,

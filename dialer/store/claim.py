@@ -12,21 +12,35 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.store import evidence
 from dialer.store.models import (
     Account,
     CallAttempt,
     Callback,
     CallbackStatus,
     CampaignAccount,
+    Consent,
     DncEntry,
     MemberState,
     Phone,
 )
+from dialer.store.types import UTCDateTime
 
 # While an attempt is open its account is parked this far ahead; the attempt's end sets the real
 # next time. Postgres re-checks this column on rows another claimer just updated.
@@ -60,6 +74,11 @@ class Candidate:
     account_total_attempts: int = 0  # every attempt ever made on this account, any campaign
     phone_total_attempts: Mapping[int, int] = field(default_factory=dict)  # phone id -> attempts
     dnc_expires: Mapping[str, dt.datetime | None] = field(default_factory=dict)  # None: never
+    # Rules about numbers apply to the number, whatever account or campaign holds it: when each
+    # of this account's numbers got an abandoned call (last 8 days, any account, any campaign).
+    number_abandons: Mapping[str, Sequence[dt.datetime]] = field(default_factory=dict)
+    # Numbers of this account with an active consent to automatic calls (TCPA).
+    consents: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +112,95 @@ class ClaimResult:
 
 Rule = Callable[[Candidate, dt.datetime], Choice]
 CallerIdFor = Callable[[Account, Phone], str | None]
+
+
+@runtime_checkable
+class RecordingRule(Protocol):
+    """A rule that explains its decisions and turns them into evidence records (the compliance
+    rule, dialer.compliance.evidence.EvidencedRule). Defined here so the store imports nothing
+    from compliance."""
+
+    def __call__(self, candidate: Candidate, now: dt.datetime) -> Choice: ...
+
+    def explain(
+        self, candidate: Candidate, now: dt.datetime
+    ) -> tuple[Choice, dict[str, object]]: ...
+
+    def record(
+        self,
+        *,
+        stage: str,
+        candidate: Candidate,
+        now: dt.datetime,
+        choice: Choice,
+        facts: Mapping[str, object],
+        outcome: str,
+        caller_id: str | None,
+        attempt_id: int | None,
+        agent_id: int | None,
+    ) -> dict[str, object]: ...
+
+    def unstored_profiles(self) -> Mapping[str, tuple[str, str]]:
+        """Texts of the profiles the records name, by content hash, that this rule has not
+        passed to the store before (a rolled-back first write is covered by verification,
+        which also knows the shipped profiles' texts)."""
+        ...
+
+    def canonical(self, record: Mapping[str, object]) -> str: ...
+
+    @property
+    def heads(self) -> dict[int, str | None]:
+        """The chain head this rule's last append left, per campaign (a hint: a stale one only
+        costs the locked read)."""
+        ...
+
+    def chain_hash(self, previous: str, text: str) -> str: ...
+
+
+class _Evidence:
+    """Evidence records of one claim transaction, appended to the chain in one go at its end."""
+
+    def __init__(self, rule: Rule, enabled: bool, stage: str, agent_id: int | None) -> None:
+        self.plain = rule
+        self.rule = rule if enabled and isinstance(rule, RecordingRule) else None
+        self.stage, self.agent_id = stage, agent_id
+        self.records: list[dict[str, object]] = []
+
+    def decide(self, candidate: Candidate, now: dt.datetime) -> tuple[Choice, dict[str, object]]:
+        if self.rule is None:
+            return self.plain(candidate, now), {}
+        return self.rule.explain(candidate, now)
+
+    def add(
+        self,
+        candidate: Candidate,
+        now: dt.datetime,
+        choice: Choice,
+        facts: Mapping[str, object],
+        outcome: str,
+        caller_id: str | None = None,
+        attempt_id: int | None = None,
+    ) -> None:
+        if self.rule is None:
+            return
+        self.records.append(
+            self.rule.record(
+                stage=self.stage, candidate=candidate, now=now, choice=choice, facts=facts,
+                outcome=outcome, caller_id=caller_id, attempt_id=attempt_id,
+                agent_id=self.agent_id,
+            )
+        )  # fmt: skip
+
+    async def flush(self, session: AsyncSession, campaign_id: int) -> None:
+        if self.rule is None or not self.records:
+            return
+        heads = self.rule.heads
+        heads[campaign_id] = await evidence.append(
+            session, campaign_id, self.records, self.rule.unstored_profiles(),
+            self.rule.canonical, self.rule.chain_hash, heads.get(campaign_id),
+        )  # fmt: skip
+        self.records = []
+
 
 # The SQL of each ordering a campaign may pick (`dialer.domain.settings.ORDERING_NAMES`).
 ORDERINGS: dict[str, Callable[[], ColumnElement[Any]]] = {
@@ -236,6 +344,36 @@ async def _candidates(
         phone_totals[phone_id] = int(n)
         account_totals[acc_id] += int(n)
     numbers = {p.number for ps in phones.values() for p in ps}
+    # Abandoned calls per number, any account or campaign, at the moment of the answer.
+    number_abandons: dict[str, list[dt.datetime]] = defaultdict(list)
+    if numbers:
+        for number, answered in await session.execute(
+            select(
+                CallAttempt.number,
+                type_coerce(
+                    func.coalesce(CallAttempt.answered_at, CallAttempt.created_at), UTCDateTime()
+                ),
+            ).where(
+                CallAttempt.number.in_(numbers),
+                CallAttempt.abandoned.is_(True),
+                CallAttempt.created_at >= now - HISTORY,
+                other,
+            )
+        ):
+            number_abandons[number].append(answered)
+    consented: set[str] = set()
+    if numbers:
+        consented = set(
+            (
+                await session.execute(
+                    select(Consent.number).where(
+                        Consent.number.in_(numbers),
+                        Consent.given_at <= now,
+                        or_(Consent.revoked_at.is_(None), Consent.revoked_at > now),
+                    )
+                )
+            ).scalars()
+        )
     # Number -> latest expiry of its unexpired entries (None: an entry that never expires).
     dnc: dict[str, dt.datetime | None] = {}
     if numbers:
@@ -263,16 +401,30 @@ async def _candidates(
             account_total_attempts=account_totals.get(acc_id, 0),
             phone_total_attempts={p.id: phone_totals.get(p.id, 0) for p in acc_phones},
             dnc_expires={p.number: dnc[p.number] for p in acc_phones if p.number in dnc},
+            number_abandons={
+                p.number: tuple(number_abandons[p.number])
+                for p in acc_phones
+                if p.number in number_abandons
+            },
+            consents=frozenset(p.number for p in acc_phones if p.number in consented),
         )
     return candidates, still_open
 
 
 async def recheck_held(
-    session: AsyncSession, attempt_id: int, now: dt.datetime, rule: Rule
+    session: AsyncSession,
+    attempt_id: int,
+    now: dt.datetime,
+    rule: Rule,
+    *,
+    agent_id: int | None = None,
+    record_evidence: bool = True,
 ) -> str | None:
     """Why the phone of a held (claimed, not yet dialed) attempt may not be dialed now, or None:
     a preview account an agent looked at for a while is checked again at the dial (the calling
-    window may have closed, a DNC entry or a cap may have come meanwhile)."""
+    window may have closed, a DNC entry or a cap may have come meanwhile). The decision is
+    recorded as evidence with `agent_id`, the agent whose click launches the call; the caller
+    commits it."""
     attempt = await session.get(CallAttempt, attempt_id)
     if attempt is None:
         return f"attempt {attempt_id} does not exist"
@@ -283,8 +435,16 @@ async def recheck_held(
     if candidate is None:
         return f"attempt {attempt_id} has no account"
     # The rule judges the held phone alone: another phone being dialable does not make it so.
-    only = [p for p in candidate.phones if p.id == attempt.phone_id]
-    choice = rule(dataclasses.replace(candidate, phones=only), now)
+    only = dataclasses.replace(
+        candidate, phones=[p for p in candidate.phones if p.id == attempt.phone_id]
+    )
+    proof = _Evidence(rule, record_evidence, "dial", agent_id)
+    choice, facts = proof.decide(only, now)
+    proof.add(
+        only, now, choice, facts, "dialed" if choice.phone is not None else "refused",
+        attempt.caller_id, attempt_id,
+    )  # fmt: skip
+    await proof.flush(session, attempt.campaign_id)
     return None if choice.phone is not None else choice.reason or "blocked"
 
 
@@ -299,13 +459,18 @@ async def claim_phones(
     caller_id_for: CallerIdFor | None = None,
     order: Sequence[str] = ("priority",),
     scan_factor: int = 4,
+    agent_id: int | None = None,
+    record_evidence: bool = True,
 ) -> ClaimResult:
     """Claim up to `count` phones of `campaign_id` and write their attempt rows, in the caller's
     transaction. Accounts a rule blocks are pushed to their retry time so the next tick skips
     them.
 
     Accounts with a due callback come first, then `order` (keys of `ORDERINGS`). `caller_id_for`
-    picks a caller ID per dial (e.g. matched to the debtor's area); else `caller_id` is used."""
+    picks a caller ID per dial (e.g. matched to the debtor's area); else `caller_id` is used.
+
+    Every decision, allowed or refused, is recorded as evidence in this transaction when the
+    rule records (the compliance rule does); `agent_id` is the agent who asked (preview)."""
     result = ClaimResult()
     if count <= 0:
         return result
@@ -360,13 +525,14 @@ async def claim_phones(
             ).scalars()
         )
 
+    proof = _Evidence(rule, record_evidence, "claim", agent_id)
     for acc_id in account_ids:
         if len(result.claimed) >= count:
             break
         if acc_id in still_open:
             continue
         candidate = candidates[acc_id]
-        choice = rule(candidate, now)
+        choice, facts = proof.decide(candidate, now)
         member = (CampaignAccount.campaign_id == campaign_id, CampaignAccount.account_id == acc_id)
         if choice.phone is None:
             reason = choice.reason or "blocked"
@@ -377,6 +543,7 @@ async def claim_phones(
                 else {"next_attempt_at": choice.retry_at or now + dt.timedelta(minutes=15)}
             )
             await session.execute(update(CampaignAccount).where(*member).values(**values))
+            proof.add(candidate, now, choice, facts, "refused")
             continue
         if choice.phone.number in busy_numbers or not await _take_number(
             session, choice.phone.number
@@ -386,6 +553,7 @@ async def claim_phones(
             await session.execute(
                 update(CampaignAccount).where(*member).values(next_attempt_at=now + NUMBER_BUSY)
             )
+            proof.add(candidate, now, choice, facts, reason)
             continue
         busy_numbers.add(choice.phone.number)
         attempt = CallAttempt(
@@ -420,6 +588,8 @@ async def claim_phones(
                 attempt.caller_id,
             )
         )
+        proof.add(candidate, now, choice, facts, "claimed", attempt.caller_id, attempt.id)
+    await proof.flush(session, campaign_id)
     due = await callbacks_due(session, [c.account_id for c in result.claimed], campaign_id, now)
     for claimed in result.claimed:
         claimed.callback_id, claimed.callback_owner = due.get(claimed.account_id, (None, None))

@@ -246,6 +246,14 @@ class CallAttempt(Base):
         Index("ix_call_attempts_account_created", "account_id", "created_at"),
         Index("ix_call_attempts_phone_created", "phone_id", "created_at"),
         Index("ix_call_attempts_agent_created", "agent_id", "created_at"),
+        # Abandons per number (UK: no call within 72 h to a number that got one, any account).
+        Index(
+            "ix_call_attempts_abandoned_number",
+            "number",
+            "created_at",
+            postgresql_where=text("abandoned"),
+            sqlite_where=text("abandoned"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -451,3 +459,66 @@ class CampaignLease(Base):
     # The latest pacing decision, so the API on any process can show it.
     last_decision: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ClaimEvidence(Base):
+    """One claim decision, allowed or refused, and everything it rested on (`record`, canonical
+    JSON). Append-only and hash-chained per campaign: `hash` = sha256(prev_hash, record). No
+    foreign keys: the record outlives the campaign, account or attempt it speaks of."""
+
+    __tablename__ = "claim_evidence"
+    # Per-account exports only: verification walks the primary key, a date range is a scan
+    # (every index here is paid by every claim).
+    __table_args__ = (Index("ix_claim_evidence_account_at", "account_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime]
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    attempt_id: Mapped[int | None] = mapped_column(BigInteger)
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[str] = mapped_column(String(64))
+    record: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class EvidenceChain(Base):
+    """The head of each campaign's evidence chain (locked while a claim appends to it), and
+    where retention cut it: records up to `pruned_through` were deleted, the last of them
+    hashed to `anchor_hash`, which the first remaining record must name as its prev_hash."""
+
+    __tablename__ = "evidence_chains"
+
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    pruned_through: Mapped[int | None] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+
+
+class EvidenceProfile(Base):
+    """The exact text of every compliance profile an evidence record names by content hash, so
+    a record can be re-evaluated under the rules it was decided by."""
+
+    __tablename__ = "evidence_profiles"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Consent(Base):
+    """A called party's prior express consent to automatic calls to a number (TCPA), with where
+    it came from and when it was given or revoked."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_number", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20))
+    scope: Mapped[str] = mapped_column(String(32), default="autodialed_calls")
+    source: Mapped[str] = mapped_column(String(64), default="internal")
+    given_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

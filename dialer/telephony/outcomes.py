@@ -67,8 +67,13 @@ _S = Signal
 
 RULES: Final[tuple[Rule, ...]] = (
     # OriginateResponse Reason (Asterisk's AST_CONTROL_* of the last frame before the end).
-    Rule(_S.ORIGINATE_REASON, "0", _O.FAILED, "no progress at all: channel not created or "
-         "refused before ringing; the hangup cause, when known, says more"),
+    Rule(
+        _S.ORIGINATE_REASON,
+        "0",
+        _O.FAILED,
+        "no progress at all: channel not created or "
+        "refused before ringing; the hangup cause, when known, says more",
+    ),
     Rule(_S.ORIGINATE_REASON, "1", _O.FAILED, "hung up by the far end before answering"),
     Rule(_S.ORIGINATE_REASON, "2", _O.NO_ANSWER, "local ring, then the originate timeout"),
     Rule(_S.ORIGINATE_REASON, "3", _O.NO_ANSWER, "rang until the originate timeout"),
@@ -79,10 +84,19 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_S.HANGUP_CAUSE, "0", _O.FAILED, "no cause given"),
     Rule(_S.HANGUP_CAUSE, "1", _O.INVALID_NUMBER, "unallocated number (SIP 404)"),
     Rule(_S.HANGUP_CAUSE, "2", _O.CONGESTION, "no route to the transit network"),
-    Rule(_S.HANGUP_CAUSE, "3", _O.INVALID_NUMBER, "no route to destination: the network does "
-         "not serve this number"),
-    Rule(_S.HANGUP_CAUSE, "16", _O.NO_ANSWER, "normal clearing before answer: the ringing was "
-         "ended (by us at the ring timeout, or by the network)"),
+    Rule(
+        _S.HANGUP_CAUSE,
+        "3",
+        _O.INVALID_NUMBER,
+        "no route to destination: the network does not serve this number",
+    ),
+    Rule(
+        _S.HANGUP_CAUSE,
+        "16",
+        _O.NO_ANSWER,
+        "normal clearing before answer: the ringing was "
+        "ended (by us at the ring timeout, or by the network)",
+    ),
     Rule(_S.HANGUP_CAUSE, "17", _O.BUSY, "user busy (SIP 486, 600)"),
     Rule(_S.HANGUP_CAUSE, "18", _O.NO_ANSWER, "no user responding (SIP 408)"),
     Rule(_S.HANGUP_CAUSE, "19", _O.NO_ANSWER, "user alerted, no answer (SIP 480)"),
@@ -110,17 +124,30 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_S.DIAL_STATUS, "NOANSWER", _O.NO_ANSWER, "rang for the whole ring timeout"),
     Rule(_S.DIAL_STATUS, "CANCEL", _O.NO_ANSWER, "we ended the ringing (originate timeout)"),
     Rule(_S.DIAL_STATUS, "CONGESTION", _O.CONGESTION, "congestion"),
-    Rule(_S.DIAL_STATUS, "CHANUNAVAIL", _O.FAILED, "trunk unreachable or refused the call; an "
-         "invalid-number cause takes precedence"),
+    Rule(
+        _S.DIAL_STATUS,
+        "CHANUNAVAIL",
+        _O.FAILED,
+        "trunk unreachable or refused the call; an invalid-number cause takes precedence",
+    ),
     Rule(_S.DIAL_STATUS, "DONTCALL", _O.FAILED, "privacy manager refusal (not used here)"),
     Rule(_S.DIAL_STATUS, "TORTURE", _O.FAILED, "privacy manager torture (not used here)"),
     Rule(_S.DIAL_STATUS, "INVALIDARGS", _O.FAILED, "bad Dial() arguments: our configuration"),
     # AMDSTATUS after AMD(); AMDCAUSE (e.g. LONGGREETING-2000-1500) is recorded, not decisive.
     Rule(_S.AMD_STATUS, "HUMAN", _O.HUMAN, "short greeting followed by silence"),
-    Rule(_S.AMD_STATUS, "MACHINE", _O.MACHINE, "long greeting, too many words, or long "
-         "initial silence"),
-    Rule(_S.AMD_STATUS, "NOTSURE", _O.HUMAN, "undecided: treated as a person, since a person "
-         "wrongly sent to a machine treatment is an abandoned call"),
+    Rule(
+        _S.AMD_STATUS,
+        "MACHINE",
+        _O.MACHINE,
+        "long greeting, too many words, or long initial silence",
+    ),
+    Rule(
+        _S.AMD_STATUS,
+        "NOTSURE",
+        _O.HUMAN,
+        "undecided: treated as a person, since a person "
+        "wrongly sent to a machine treatment is an abandoned call",
+    ),
     Rule(_S.AMD_STATUS, "HANGUP", _O.HUNG_UP_EARLY, "hung up while AMD listened"),
 )
 

@@ -110,7 +110,9 @@ async def test_spanish_headers_semicolons_and_comma_decimals(engine: AsyncEngine
         acc = (await s.execute(select(Account))).scalar_one()
         phones = (await s.execute(select(Phone).order_by(Phone.priority))).scalars().all()
     assert (acc.balance, acc.currency, acc.aging_bucket) == (Decimal("1234567.89"), "COP", "31-60")
-    assert acc.time_zone == "America/Bogota"
+    # No zone column: the account has no zone of its own, each phone the one its number pins.
+    assert acc.time_zone is None
+    assert [p.time_zone for p in phones] == ["America/Bogota", "America/Bogota"]
     assert [(p.number, p.phone_type) for p in phones] == [
         ("+573001234567", "mobile"),
         ("+576012345678", "home"),
@@ -221,7 +223,7 @@ async def test_rows_are_stored_as_the_orm_stores_them(engine: AsyncEngine) -> No
     )
     assert acc.custom_fields == {"Producto": "tarjeta"}
     assert acc.created_at == acc.updated_at == when
-    assert acc.time_zone == "America/New_York" and acc.last_contact_at is None
+    assert acc.time_zone is None and acc.last_contact_at is None  # no zone column in the file
     assert [(p.number, p.priority, p.time_zone, p.valid, p.dnc, p.created_at) for p in phones] == [
         ("+12125550100", 1, "America/New_York", True, False, when),
         ("+18005550100", 2, None, True, False, when),

@@ -407,7 +407,7 @@ async def test_cli_writes_json_to_a_file(engine: AsyncEngine, tmp_path: Path) ->
     body = json.loads(target.read_text())
     assert [(r["campaign"], r["dials"]) for r in body["rows"]] == [("late", 3)]
     assert (
-        "abandoned / (abandoned + connected_to_agent)"
+        "/ (abandoned + estimated_amd_false_positives + connected_to_agent)"
         in body["report"]["definitions"]["abandon_rate"]
     )
 

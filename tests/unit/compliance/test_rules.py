@@ -42,8 +42,12 @@ def account(
     )
 
 
+# A number with no geography (UIFN +800): the account's zone (evidence from the file) decides.
+NO_GEOGRAPHY = "+80012345678"
+
+
 def phone(
-    pid: int = 10, number: str = "+12125550100", zone: str | None = None, *, dnc: bool = False
+    pid: int = 10, number: str = NO_GEOGRAPHY, zone: str | None = None, *, dnc: bool = False
 ) -> Phone:
     return Phone(
         id=pid, account_id=1, number=number, valid=True, dnc=dnc, time_zone=zone, priority=pid
@@ -112,11 +116,19 @@ def test_us_debtor_is_refused_at_0759_local(zone: str, day: tuple[int, int, int]
     assert choice.phone is None and choice.retry_at == local(zone, *day, 8, 0)
 
 
-def test_phone_zone_wins_over_account_zone() -> None:
-    # 21:30 in New York is 18:30 in Los Angeles: the phone's zone decides.
-    now = local("America/New_York", 2026, 7, 1, 21, 30)
-    c = candidate(account("America/New_York"), [phone(zone="America/Los_Angeles")])
-    assert rule("US")(c, now).phone is not None
+def test_a_file_zone_contradicting_the_number_keeps_both() -> None:
+    # A 310 (Los Angeles) number, the file says New York: the debtor may be in either place, so
+    # 21:30 in New York (18:30 in Los Angeles) is refused, and 20:30 in New York is allowed.
+    c = candidate(account("America/New_York"), [phone(number="+13105550100")])
+    assert rule("US")(c, local("America/New_York", 2026, 7, 1, 21, 30)).phone is None
+    assert rule("US")(c, local("America/New_York", 2026, 7, 1, 20, 30)).phone is not None
+
+
+def test_the_stored_phone_zone_is_not_evidence() -> None:
+    # What import stored for a phone came from the same function: it never narrows the number.
+    now = local("America/Los_Angeles", 2026, 7, 1, 7, 30)  # 07:30 in Boise's north, 08:30 south
+    c = candidate(account(None), [phone(number="+12085550100", zone="America/Boise")])
+    assert rule("US")(c, now).phone is None
 
 
 @pytest.mark.parametrize("day", DST_DAYS["America/Mexico_City"])
@@ -321,7 +333,7 @@ def test_phone_daily_cap_moves_to_the_next_phone() -> None:
     z = "America/Los_Angeles"
     now = local(z, 2026, 6, 10, 20, 0)
     tries = [attempt(local(z, 2026, 6, 10, 9, 0), pid=10)]
-    c = candidate(account(z), [phone(10), phone(11, "+12125550111")], tries)
+    c = candidate(account(z), [phone(10), phone(11, "+13105550111")], tries)
     assert rule("US", Caps(phone_per_day=1))(c, now).phone.id == 11  # type: ignore[union-attr]
 
 
@@ -341,7 +353,7 @@ def test_phone_total_cap_is_final() -> None:
 def test_unknown_zone_uses_the_strictest_window_of_the_profile() -> None:
     # 09:00 in New York is 04:00 in Honolulu: a debtor anywhere in the US may still be asleep.
     now = local("America/New_York", 2026, 6, 10, 9, 0)
-    unparseable = phone(number="+15555550100")
+    unparseable = phone(number=NO_GEOGRAPHY)
     choice = rule("US")(candidate(account(None), [unparseable]), now)
     assert choice.phone is None and choice.retry_at == local("Pacific/Honolulu", 2026, 6, 10, 8, 0)
 
@@ -415,3 +427,25 @@ def test_narrowing_with_an_unknown_day_is_refused() -> None:
 def test_bad_cap_value_names_the_key() -> None:
     with pytest.raises(SettingsError, match=r"caps\.phone_per_day"):
         Caps.parse({"phone_per_day": "three"})
+
+
+# Massachusetts, 940 CMR 7.04(1)(f): no more than two calls in each seven-day period.
+def _ma_case(number: str, state: str | None) -> Candidate:
+    acc = account(None)
+    acc.custom_fields = {"State": state} if state else {}
+    now = local("America/New_York", 2026, 6, 10, 12, 0)
+    tries = [attempt(now - dt.timedelta(days=d)) for d in (1, 3)]
+    return candidate(acc, [phone(number=number)], tries)
+
+
+def test_massachusetts_allows_two_calls_a_week_by_address() -> None:
+    now = local("America/New_York", 2026, 6, 10, 12, 0)
+    choice = rule("US")(_ma_case("+12125550100", "MA"), now)
+    assert choice.phone is None and choice.reason == "US-MA: 2 attempts in 7 days"
+
+
+def test_massachusetts_by_area_code_when_the_address_names_no_state() -> None:
+    now = local("America/New_York", 2026, 6, 10, 12, 0)
+    assert rule("US")(_ma_case("+16175550100", None), now).phone is None
+    # The address wins over the number: a Boston number of a New York resident.
+    assert rule("US")(_ma_case("+16175550100", "NY"), now).phone is not None

@@ -105,7 +105,8 @@ PACING = st.dictionaries(
 )
 SETTINGS = {k: v for k, v in FIELDS.items() if k in (
     "dial_mode", "compliance_profile", "calling_window", "caps", "claim_order",
-    "caller_id_pool", "caller_id_match_area", "retry_rules",
+    "caller_id_pool", "caller_id_match_area", "retry_rules", "amd_accuracy",
+    "wireless_consent_required",
 )}  # fmt: skip
 
 

@@ -98,9 +98,22 @@ def test_invalid_phone_number_is_refused() -> None:
         normalise_phone("(555) 555-0100", "US")
 
 
-def test_zone_is_inferred_from_an_unambiguous_number() -> None:
+def test_an_unambiguous_number_gives_its_phone_a_zone_not_the_account() -> None:
+    # The account's zone is only what the file says (evidence about the debtor); the phone
+    # shows the zone the claim's zones function finds for it.
     record, _ = parse(["A1", "Ana", "1.00", "0", "", "(310) 555-0100", ""])
-    assert record.time_zone == "America/Los_Angeles"  # type: ignore[attr-defined]
+    assert record.time_zone is None  # type: ignore[attr-defined]
+    assert record.phones[0].time_zone == "America/Los_Angeles"  # type: ignore[attr-defined]
+
+
+def test_a_multi_zone_area_code_pins_no_zone() -> None:
+    record, _ = parse(["A1", "Ana", "1.00", "0", "", "(208) 555-0100", ""])
+    assert record.phones[0].time_zone is None  # type: ignore[attr-defined]
+
+
+def test_a_file_zone_narrows_a_multi_zone_area_code() -> None:
+    record, _ = parse(["A1", "Ana", "1.00", "0", "America/Denver", "(208) 555-0100", ""])
+    assert record.phones[0].time_zone == "America/Boise"  # type: ignore[attr-defined]
 
 
 def test_zone_is_left_empty_for_an_ambiguous_number() -> None:

@@ -12,9 +12,8 @@ import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from phonenumbers import timezone as phone_timezone
 
-from dialer.compliance.zones import UNKNOWN_ZONE, valid_zone
+from dialer.compliance.zones import zones_of_parsed
 from dialer.importer import parse
 from dialer.importer.columns import resolve
 from dialer.importer.parse import ParseOptions, RowParser, normalise_phone
@@ -42,11 +41,8 @@ def reference(raw: str, region: str) -> tuple[str, tuple[str, ...]]:
         or phonenumbers.is_valid_number(parsed)
     ):
         raise ValueError(f"not a valid phone number for region {region}")
-    zones = tuple(
-        z
-        for z in phone_timezone.time_zones_for_geographical_number(parsed)
-        if z != UNKNOWN_ZONE and valid_zone(z)
-    )
+    # The zones are the one zones function's (dialer.compliance.zones): the fast path must agree.
+    zones = zones_of_parsed(parsed)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), zones
 
 

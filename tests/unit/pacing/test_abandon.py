@@ -1,4 +1,6 @@
-from pacing.abandon import DAY_S, AbandonWindow, WindowRule
+import pytest
+
+from pacing.abandon import DAY_S, AbandonWindow, WindowRule, window_totals
 
 
 def test_rate_is_abandoned_over_abandoned_plus_connected() -> None:
@@ -32,3 +34,12 @@ def test_fractional_counts_carry_estimated_amd_false_positives() -> None:
     for t in range(10):
         w.record(float(t), abandoned=0.25, connected=1.0)
     assert abs(w.totals(10.0).abandoned - 2.5) < 1e-9
+
+
+def test_ofcom_estimate_joins_the_window_only_where_the_rule_counts_it() -> None:
+    # 100 machine verdicts at 97% accuracy: 3 people were hung up on as machines.
+    uk = window_totals(2, 60, 100, 0.97, count_amd_false_positives=True)
+    assert (uk.abandoned, uk.connected, uk.estimated) == pytest.approx((5.0, 60.0, 3.0))
+    assert uk.rate == pytest.approx(5 / 65)
+    us = window_totals(2, 60, 100, 0.97)
+    assert (us.abandoned, us.estimated, us.rate) == (2.0, 0.0, 2 / 62)
