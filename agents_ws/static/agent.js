@@ -23,7 +23,7 @@ $("login-form").addEventListener("submit", async (ev) => {
   $("login-error").textContent = "";
   let found = null;
   try { found = await apiLogin($("login-user").value.trim(), $("login-password").value); } catch (e) { found = null; }
-  if (!found) { $("login-error").textContent = I18N.t("login_failed"); $("login-password").focus(); return; }
+  if (!found || found.locked) { $("login-error").textContent = I18N.t(found ? "login_locked" : "login_failed"); $("login-password").focus(); return; }
   sessionStorage.setItem("dialer.token", found.token);
   start(found.token);
 });
@@ -34,11 +34,11 @@ function start(token) {
   desk.link = new Link(token, {
     status: setConn,
     message: onMessage,
-    unauthorized: () => {
+    unauthorized: (reason) => {
       sessionStorage.removeItem("dialer.token");
       $("desk-view").classList.add("hidden");
       $("login-view").classList.remove("hidden");
-      $("login-error").textContent = I18N.t("login_needed");
+      $("login-error").textContent = I18N.t(reason || "login_needed");
     },
   });
   desk.link.open();
