@@ -747,15 +747,12 @@ class DbAgentPort:
         self, supervisor: AgentIdentity, action: SupervisorAction, target_agent_id: int
     ) -> None:
         async with self.sessions() as s:
-            endpoints = dict(
-                (
-                    await s.execute(
-                        select(Agent.id, Agent.endpoint).where(
-                            Agent.id.in_([supervisor.agent_id, target_agent_id])
-                        )
-                    )
-                ).tuples()
+            rows = await s.execute(
+                select(Agent.id, Agent.endpoint).where(
+                    Agent.id.in_([supervisor.agent_id, target_agent_id])
+                )
             )
+            endpoints = {agent_id: endpoint for agent_id, endpoint in rows}
         if not endpoints.get(supervisor.agent_id):
             raise PortRefused("you have no phone (endpoint) to listen with", None, "no_phone")
         if not endpoints.get(target_agent_id):

@@ -277,7 +277,7 @@ async def live_tokens(
                 Agent.active.is_(True),
             )
         )
-        return {str(h): str(r) for h, r in rows.tuples()}
+        return {str(h): str(r) for h, r in rows}
 
 
 def token_digest(token: str) -> str:
