@@ -73,7 +73,7 @@ class PasswordWork:
     scheduling priority (argon2's own threads inherit it) keeps the event loop answering calls,
     and a short queue turns a flood into quick refusals instead of memory and latency."""
 
-    def __init__(self, workers: int = 1, max_waiting: int = 8) -> None:
+    def __init__(self, workers: int = 1, max_waiting: int = 16) -> None:
         self._pool = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="argon2", initializer=_lower_priority
         )
