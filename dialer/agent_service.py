@@ -746,6 +746,7 @@ class DbAgentPort:
     async def supervise(
         self, supervisor: AgentIdentity, action: SupervisorAction, target_agent_id: int
     ) -> None:
+        telephony = self._telephony()  # nothing to supervise with: `unavailable` first
         async with self.sessions() as s:
             rows = await s.execute(
                 select(Agent.id, Agent.endpoint).where(
@@ -758,7 +759,7 @@ class DbAgentPort:
         if not endpoints.get(target_agent_id):
             raise PortRefused(f"agent {target_agent_id} has no phone", "agent_id", "no_phone")
         try:
-            await self._telephony().supervise(
+            await telephony.supervise(
                 action, endpoints[supervisor.agent_id], endpoints[target_agent_id]
             )
         except CallNotFound as exc:
