@@ -530,6 +530,8 @@ class AgentHub:
             wn = parse_wrong_number(env)
             return _ack(env, await self._port(self.port.wrong_number(s.identity, call, wn)))
         if kind == "hangup":
+            if s.sm.state == S.WRAP_UP:  # the debtor hung up first: the race is not a fault
+                raise ProtocolError("call_over", "the call is already over", "call_id")
             self._require_state(s, (S.RESERVED, S.TALKING), "hang up")
             await self._port(self.port.hang_up(s.identity, call))
             return _ack(env, Ack(None))

@@ -569,6 +569,20 @@ async def test_hostile_input_on_every_route_and_the_socket_is_a_clear_4xx_within
                     await send(method, f"{path}?{param['name']}={value}")
         await send(method, path.replace("/1", "/%00", 1))
 
+    # Uploads: CSV files with a NUL, a lone surrogate's UTF-8 bytes and invalid UTF-8.
+    for csv_body in (
+        b"external_ref,name,balance,phone\nX1,Ana\x00Nul,10.00,5551010000\n",
+        b"external_ref,name,balance,phone\nX2,Ana\xed\xa0\x80,10.00,5551010001\n",
+        b"external_ref,name,balance,phone\nX3,\xff\xfe,10.00,5551010002\n",
+    ):
+        for path in ("/api/accounts/import", "/api/dnc/import"):
+            headers = {**site.admin, "Content-Type": "text/csv"}
+            async with site.http.post(path, data=csv_body, headers=headers) as r:
+                text = await r.text()
+                answers[r.status] = answers.get(r.status, 0) + 1
+                if r.status >= 500 or '"internal"' in text:
+                    bad.append(f"POST {path} (csv) -> {r.status} {text[:200]}")
+
     # Five unauthenticated 60 MB login bodies at once, and one sent chunked.
     big = b"x" * (60 * 1024 * 1024)
 

@@ -376,3 +376,12 @@ async def test_a_barge_by_a_supervisor_with_no_phone_is_no_phone(floor: Floor) -
     sup_ws = await floor.connect(token)
     error = await ask(sup_ws, {"type": "supervisor.barge", "agent_id": target_id})
     assert error["code"] == "no_phone"
+
+
+async def test_a_hang_up_after_the_debtor_hung_up_is_call_over(floor: Floor) -> None:
+    agent_id, ws = await ready_agent(floor)
+    offer = await floor.account()
+    await floor.give_call(agent_id, offer, ws)
+    floor.hub.call_ended(offer.call_id)  # the debtor hung up: the agent is in wrap-up
+    error = await ask(ws, {"type": "hangup", "call_id": offer.call_id})
+    assert (error["code"], error["field"]) == ("call_over", "call_id")
