@@ -5,6 +5,7 @@ on the HTTP API and the websocket: the real app on loopback, SQLite and Postgres
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import time
@@ -385,3 +386,26 @@ async def test_a_hang_up_after_the_debtor_hung_up_is_call_over(floor: Floor) -> 
     floor.hub.call_ended(offer.call_id)  # the debtor hung up: the agent is in wrap-up
     error = await ask(ws, {"type": "hangup", "call_id": offer.call_id})
     assert (error["code"], error["field"]) == ("call_over", "call_id")
+
+
+async def test_a_revocation_on_one_process_closes_the_socket_on_another(
+    pg_engine: AsyncEngine,
+) -> None:
+    """Two dialer processes on one database: the admin disables the agent through A while the
+    agent's socket is on B; B closes it within a second (tokens are rows, not process memory)."""
+    gen_a, gen_b = make_floor(pg_engine), make_floor(pg_engine)
+    a, b = await anext(gen_a), await anext(gen_b)
+    try:
+        admin = await _admin(a)
+        agent_id, ws = await ready_agent(b)
+        resp = await a.client.patch(
+            f"/api/agents/{agent_id}", json={"active": False}, headers=admin
+        )
+        assert resp.status == 200
+        error, code = await _closed_within(ws, 1.0)
+        assert (code, error["code"]) == (4001, "session_revoked")
+        assert b.hub.pick(1) is None
+    finally:
+        for gen in (gen_a, gen_b):
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(gen)
