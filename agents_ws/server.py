@@ -25,6 +25,7 @@ from agents_ws.protocol import (
     decode,
     encode,
 )
+from agents_ws.state import AgentState
 
 log = logging.getLogger("agents_ws.server")
 
@@ -45,6 +46,9 @@ REVOCATION_CHECK_S: Final = 0.5
 CLOSE_REVOKED: Final = 4001  # the desktop shows the reason and returns to the login form
 REVOKED_TEXT: Final = "your session has ended (account changed by an administrator): log in again"
 SOCKETS: Final = web.AppKey("agent_sockets", dict)
+# Agents whose socket dropped but who are still on the floor (the grace period): their last token,
+# so that a revocation takes them off the floor too, before they come back.
+PARKED: Final = web.AppKey("agent_parked_tokens", dict)
 # Tokens -> the role each still has, for those still valid (the rest were revoked or expired).
 TokenCheck = Callable[[list[str]], Awaitable[dict[str, str]]]
 
@@ -125,30 +129,43 @@ class OpenSocket:
 async def _watch_revocations(
     app: web.Application, hub: AgentHub, check: TokenCheck, period: float
 ) -> None:
-    """Close the sockets whose token was revoked or whose agent's role changed."""
+    """Close the sockets whose token was revoked or whose agent's role changed, and take agents
+    whose socket dropped off the floor when their token is revoked meanwhile."""
     sockets: dict[WsOutlet, OpenSocket] = app[SOCKETS]
+    parked: dict[int, OpenSocket] = app[PARKED]
     while True:
         await asyncio.sleep(period)
-        if not sockets:
+        for agent_id in list(parked):
+            s = hub.sessions.get(agent_id)
+            if s is None or s.revoked or s.outlet is not None or s.sm.state == AgentState.OFFLINE:
+                del parked[agent_id]
+        if not sockets and not parked:
             continue
         current = list(sockets.values())
+        away = list(parked.values())
         try:
-            valid = await check(sorted({o.token for o in current}))
+            valid = await check(sorted({o.token for o in current + away}))
         except Exception as exc:  # the database away: keep the sockets, try again
             log.warning("token revocation check failed: %s", type(exc).__name__)
             continue
+        revoked: list[int] = []
         for sock in current:
-            role = valid.get(sock.token)
-            if role == sock.role or sockets.get(sock.outlet) is not sock:
+            if valid.get(sock.token) == sock.role or sockets.get(sock.outlet) is not sock:
                 continue
             sockets.pop(sock.outlet, None)
             log.info("closing a revoked session's socket", extra={"agent_id": sock.agent_id})
             sock.outlet.push(_error(ProtocolError("session_revoked", REVOKED_TEXT), None))
             sock.outlet.close_soon(CLOSE_REVOKED, "session revoked")
+            revoked.append(sock.agent_id)
+        for sock in away:
+            if valid.get(sock.token) != sock.role and parked.get(sock.agent_id) is sock:
+                del parked[sock.agent_id]
+                revoked.append(sock.agent_id)
+        for agent_id in revoked:
             try:
-                await hub.revoke(sock.agent_id)
+                await hub.revoke(agent_id)
             except Exception:
-                log.exception("revoking agent %s in the hub failed", sock.agent_id)
+                log.exception("revoking agent %s in the hub failed", agent_id)
 
 
 async def agent_socket(request: web.Request) -> web.StreamResponse:
@@ -167,7 +184,9 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     outlet = WsOutlet(ws)
     sockets: dict[WsOutlet, OpenSocket] = request.app[SOCKETS]
     assert token is not None
-    sockets[outlet] = OpenSocket(token, identity.agent_id, identity.role, outlet)
+    opened = OpenSocket(token, identity.agent_id, identity.role, outlet)
+    sockets[outlet] = opened
+    request.app[PARKED].pop(identity.agent_id, None)
     writer = asyncio.create_task(outlet.run(), name=f"ws-writer-{identity.agent_id}")
     limiter = RateLimiter(RATE_PER_S, RATE_BURST, time.monotonic())
     last_limited_error = 0.0
@@ -189,7 +208,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                 log.info("agent %s socket error: %s", identity.agent_id, ws.exception())
                 break
     finally:
-        sockets.pop(outlet, None)
+        if sockets.pop(outlet, None) is not None and session is not None:
+            request.app[PARKED][identity.agent_id] = opened  # still on the floor for a while
         if session is not None:
             hub.detach(session, outlet)
         outlet.close_soon(1000, "bye")
@@ -268,6 +288,7 @@ def add_agents_ws_routes(
     hub = AgentHub(port, grace_seconds)
     app[HUB] = hub
     app[SOCKETS] = {}
+    app[PARKED] = {}
     app.router.add_get("/ws/agent", agent_socket)
     app.router.add_get("/agent", _redirect_agent)
     app.router.add_get("/agent/", _agent_page)

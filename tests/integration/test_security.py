@@ -409,3 +409,23 @@ async def test_a_revocation_on_one_process_closes_the_socket_on_another(
         for gen in (gen_a, gen_b):
             with contextlib.suppress(StopAsyncIteration):
                 await anext(gen)
+
+
+async def test_an_agent_disabled_while_their_socket_is_down_is_taken_off_the_floor(
+    floor: Floor,
+) -> None:
+    admin = await _admin(floor)
+    agent_id, ws = await ready_agent(floor)
+    await ws.close()  # the agent's network drops: they stay ready for the grace period
+    async with asyncio.timeout(2):
+        while floor.hub.sessions[agent_id].outlet is not None:
+            await asyncio.sleep(0.01)
+    assert floor.hub.pick(1) is not None
+    resp = await floor.client.patch(
+        f"/api/agents/{agent_id}", json={"active": False}, headers=admin
+    )
+    assert resp.status == 200
+    started = time.monotonic()
+    while floor.hub.pick(1) is not None:
+        assert time.monotonic() - started < 1.0, "still offered calls a second later"
+        await asyncio.sleep(0.02)
