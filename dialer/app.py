@@ -195,6 +195,8 @@ async def errors_as_json(request: web.Request, handler: auth.Handler) -> web.Str
     except (web.HTTPException, asyncio.CancelledError):
         raise
     except Exception as exc:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            raise  # the socket may be open already: no HTTP answer fits, aiohttp closes it
         log.error("%s %s failed: %s", request.method, request.rel_url.path, type(exc).__name__)
         return _json_error(500, "internal", "server error: the request was not carried out")
 
