@@ -94,9 +94,14 @@ class PasswordWork:
             return False
         return password_matches(stored_hash, password)
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
+    def admit(self) -> None:
+        """Refuse (HasherBusy) before any other work, the database lookup included, when the
+        queue is full: a flood must not take the connections the calls need."""
         if self._waiting >= self.max_waiting:
             raise HasherBusy
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        self.admit()
         self._waiting += 1
         try:
             loop = asyncio.get_running_loop()
@@ -218,6 +223,8 @@ async def login(
     """A new session token for valid credentials, or None. The token is shown once, never stored.
 
     Known, unknown and inactive logins all cost one hash (in `work`'s pool)."""
+    if work is not None:
+        work.admit()
     async with sessions() as s:
         agent = (
             await s.execute(select(Agent).where(Agent.login == login_name))
