@@ -14,13 +14,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import multiprocessing
 import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -69,30 +70,23 @@ class HasherBusy(Exception):
 class PasswordWork:
     """The bounded pool that verifies passwords off the event loop.
 
-    argon2 takes about 64 MB and every core for a moment per hash; one worker thread at a lower
-    scheduling priority (argon2's own threads inherit it) keeps the event loop answering calls,
-    and a short queue turns a flood into quick refusals instead of memory and latency."""
+    argon2 takes about 64 MB and every core for a moment per hash. It runs in one worker process
+    at the lowest scheduling priority (argon2's own threads inherit it), so that neither its CPU
+    nor its memory traffic (allocating and freeing 64 MB a hash) reaches the event loop's process,
+    which answers calls; a short queue turns a flood into quick refusals instead of latency.
+    `processes=False` runs the same work on a thread (tests, tools)."""
 
-    def __init__(self, workers: int = 1, max_waiting: int = 16) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="argon2", initializer=_lower_priority
+    def __init__(self, workers: int = 1, max_waiting: int = 16, processes: bool = True) -> None:
+        self._pool: Executor = (
+            _shared_process_pool(workers)
+            if processes
+            else ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="argon2", initializer=_lower_priority
+            )
         )
+        self._owns_pool = not processes
         self.max_waiting = max_waiting
         self._waiting = 0
-        self._dummy: str | None = None
-        self._dummy_lock = threading.Lock()
-
-    def _dummy_hash(self) -> str:
-        with self._dummy_lock:  # made once, with the hasher's current parameters
-            if self._dummy is None:
-                self._dummy = _hasher.hash(secrets.token_urlsafe(16))
-            return self._dummy
-
-    def _check(self, stored_hash: str | None, password: str) -> bool:
-        if stored_hash is None:  # unknown login: the same work as a wrong password
-            password_matches(self._dummy_hash(), password)
-            return False
-        return password_matches(stored_hash, password)
 
     def admit(self) -> None:
         """Refuse (HasherBusy) before any other work, the database lookup included, when the
@@ -105,7 +99,7 @@ class PasswordWork:
         self._waiting += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, self._check, stored_hash, password)
+            return await loop.run_in_executor(self._pool, _check, stored_hash, password)
         finally:
             self._waiting -= 1
 
@@ -114,7 +108,39 @@ class PasswordWork:
         return await loop.run_in_executor(self._pool, hash_password, password)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_DUMMY: list[str] = []  # per process: the dummy hash, made once with the hasher's parameters
+_DUMMY_LOCK = threading.Lock()
+_PROCESS_POOL: list[ProcessPoolExecutor] = []
+
+
+def _check(stored_hash: str | None, password: str) -> bool:
+    """In the worker: whether `password` matches; an unknown login (no hash) does the same work
+    against the dummy hash and is refused."""
+    if stored_hash is None:
+        with _DUMMY_LOCK:
+            if not _DUMMY:
+                _DUMMY.append(_hasher.hash(secrets.token_urlsafe(16)))
+        password_matches(_DUMMY[0], password)
+        return False
+    return password_matches(stored_hash, password)
+
+
+def _shared_process_pool(workers: int) -> ProcessPoolExecutor:
+    # One per dialer process, started on first use ("spawn": a fresh interpreter, not a fork of
+    # a process running an event loop and threads); Python shuts it down at exit.
+    if not _PROCESS_POOL:
+        _PROCESS_POOL.append(
+            ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
+            )
+        )
+    return _PROCESS_POOL[0]
 
 
 def _lower_priority() -> None:
