@@ -216,7 +216,7 @@ async def _process_tasks(app: web.Application) -> AsyncIterator[None]:
     lag.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await lag
-    app[auth.PASSWORDS_KEY].close()
+    await app[auth.PASSWORDS_KEY].aclose()
 
 
 async def build_app(settings: Settings, engine: AsyncEngine | None = None) -> web.Application:

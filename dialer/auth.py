@@ -14,14 +14,15 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
-import multiprocessing
+import json
 import os
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -68,25 +69,23 @@ class HasherBusy(Exception):
 
 
 class PasswordWork:
-    """The bounded pool that verifies passwords off the event loop.
+    """The bounded queue of password checks, done off the event loop.
 
-    argon2 takes about 64 MB and every core for a moment per hash. It runs in one worker process
-    at the lowest scheduling priority (argon2's own threads inherit it), so that neither its CPU
-    nor its memory traffic (allocating and freeing 64 MB a hash) reaches the event loop's process,
-    which answers calls; a short queue turns a flood into quick refusals instead of latency.
-    `processes=False` runs the same work on a thread (tests, tools)."""
+    argon2 takes about 64 MB and every core for a moment per hash. It runs in one small worker
+    process (`dialer.password_worker`) at the lowest scheduling priority, so that neither its CPU
+    nor its memory traffic reaches the process that answers calls; a short queue turns a flood
+    into quick refusals instead of latency. `processes=False` runs the same work on a thread
+    (unit tests)."""
 
-    def __init__(self, workers: int = 1, max_waiting: int = 16, processes: bool = True) -> None:
-        self._pool: Executor = (
-            _shared_process_pool(workers)
-            if processes
-            else ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="argon2", initializer=_lower_priority
-            )
-        )
-        self._owns_pool = not processes
+    def __init__(self, max_waiting: int = 16, processes: bool = True) -> None:
         self.max_waiting = max_waiting
         self._waiting = 0
+        self._worker: _Worker | None = _Worker() if processes else None
+        self._threads = (
+            None
+            if processes
+            else ThreadPoolExecutor(1, thread_name_prefix="argon2", initializer=_lower_priority)
+        )
 
     def admit(self) -> None:
         """Refuse (HasherBusy) before any other work, the database lookup included, when the
@@ -98,27 +97,93 @@ class PasswordWork:
         self.admit()
         self._waiting += 1
         try:
+            if self._worker is not None:
+                reply = await self._worker.ask(
+                    {"op": "verify", "hash": stored_hash, "password": password}
+                )
+                return reply.get("ok") is True
+            assert self._threads is not None
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, _check, stored_hash, password)
+            return await loop.run_in_executor(self._threads, _check, stored_hash, password)
         finally:
             self._waiting -= 1
 
     async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, hash_password, password)
+        if len(password) < 8:
+            raise ValueError("password: at least 8 characters")
+        if self._worker is not None:
+            return str((await self._worker.ask({"op": "hash", "password": password}))["hash"])
+        assert self._threads is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, hash_password, password
+        )
 
-    def close(self) -> None:
-        if self._owns_pool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
 
-_DUMMY: list[str] = []  # per process: the dummy hash, made once with the hasher's parameters
+class _Worker:
+    """The worker process, started on first use and again if it died; one request at a time."""
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    async def ask(self, request: dict[str, object]) -> dict[str, object]:
+        # Shielded: a caller cancelled halfway must not leave its answer in the pipe for the next.
+        return await asyncio.shield(self._exchange(request))
+
+    async def _exchange(self, request: dict[str, object]) -> dict[str, object]:
+        async with self._lock:
+            for attempt in (1, 2):  # a worker that died is started again once
+                proc = await self._running()
+                assert proc.stdin is not None and proc.stdout is not None
+                try:
+                    proc.stdin.write(json.dumps(request).encode() + b"\n")
+                    await proc.stdin.drain()
+                    line = await proc.stdout.readline()
+                except (BrokenPipeError, ConnectionResetError):
+                    line = b""
+                if line:
+                    reply: dict[str, object] = json.loads(line)
+                    return reply
+                self._proc = None
+                if attempt == 2:
+                    raise RuntimeError("the password worker stopped")
+            raise AssertionError("unreachable")
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        if self._proc is None or self._proc.returncode is not None:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dialer.password_worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        return self._proc
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+_DUMMY: list[str] = []  # the thread path's dummy hash, made once with the hasher's parameters
 _DUMMY_LOCK = threading.Lock()
-_PROCESS_POOL: list[ProcessPoolExecutor] = []
 
 
 def _check(stored_hash: str | None, password: str) -> bool:
-    """In the worker: whether `password` matches; an unknown login (no hash) does the same work
+    """On the thread: whether `password` matches; an unknown login (no hash) does the same work
     against the dummy hash and is refused."""
     if stored_hash is None:
         with _DUMMY_LOCK:
@@ -127,20 +192,6 @@ def _check(stored_hash: str | None, password: str) -> bool:
         password_matches(_DUMMY[0], password)
         return False
     return password_matches(stored_hash, password)
-
-
-def _shared_process_pool(workers: int) -> ProcessPoolExecutor:
-    # One per dialer process, started on first use ("spawn": a fresh interpreter, not a fork of
-    # a process running an event loop and threads); Python shuts it down at exit.
-    if not _PROCESS_POOL:
-        _PROCESS_POOL.append(
-            ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lower_priority,
-            )
-        )
-    return _PROCESS_POOL[0]
 
 
 def _lower_priority() -> None:

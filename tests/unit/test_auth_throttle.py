@@ -88,7 +88,7 @@ def test_random_login_names_cannot_grow_the_throttle_without_bound() -> None:
 
 
 async def test_unknown_logins_are_hashed_against_a_dummy_in_the_pool() -> None:
-    work = auth.PasswordWork(workers=1, max_waiting=4, processes=False)
+    work = auth.PasswordWork(max_waiting=4, processes=False)
     auth._DUMMY.clear()
     try:
         stored = await work.hash("right-password")
@@ -98,20 +98,20 @@ async def test_unknown_logins_are_hashed_against_a_dummy_in_the_pool() -> None:
         assert not await work.verify(None, "right-password")
         assert auth._DUMMY != []  # the unknown login did an argon2 verify too
     finally:
-        work.close()
+        await work.aclose()
 
 
 async def test_the_worker_process_hashes_and_verifies() -> None:
-    work = auth.PasswordWork(workers=1, max_waiting=4)
+    work = auth.PasswordWork(max_waiting=4)
     stored = await work.hash("right-password")
     assert await work.verify(stored, "right-password")
     assert not await work.verify(stored, "wrong-password")
     assert not await work.verify(None, "right-password")
-    work.close()
+    await work.aclose()
 
 
 async def test_a_full_password_queue_refuses_at_once() -> None:
-    work = auth.PasswordWork(workers=1, max_waiting=2, processes=False)
+    work = auth.PasswordWork(max_waiting=2, processes=False)
     stored = auth.hash_password("a-password")
     try:
         results = await asyncio.gather(
@@ -120,7 +120,7 @@ async def test_a_full_password_queue_refuses_at_once() -> None:
         busy = [r for r in results if isinstance(r, auth.HasherBusy)]
         assert len(busy) == 4 and results.count(False) == 2
     finally:
-        work.close()
+        await work.aclose()
 
 
 def test_the_access_log_prints_query_names_never_values_or_headers(
