@@ -59,6 +59,12 @@ S = AgentState
 # An agent away this long (and not on a call) is logged out, so the floor stays truthful.
 OFFLINE_AFTER_S = 15 * 60.0
 SUPERVISOR_PUSH_S = 1.0
+# The engine's refusals that keep their own code on the socket; any other is `invalid_field`.
+_PORT_CODES: dict[str, ErrorCode] = {
+    "unavailable": "unavailable",
+    "no_phone": "no_phone",
+    "call_over": "call_over",
+}
 
 
 class Outlet(Protocol):
@@ -87,6 +93,7 @@ class AgentSession:
     # and pacing does not count them as available.
     phone_up: bool = False
     phone_reason: str | None = "connecting"
+    revoked: bool = False  # their session was revoked: never offered a call again
 
 
 def _zone(name: str | None) -> dt.tzinfo:
@@ -144,6 +151,7 @@ class AgentHub:
             )
             for s in self.sessions.values()
             if s.sm.state != S.OFFLINE
+            and not s.revoked
             and not self._away_too_long(s, now)
             and (campaign_id is None or s.campaign_id in (None, campaign_id))
         ]
@@ -161,6 +169,7 @@ class AgentHub:
             if (
                 s.sm.state != S.READY
                 or not s.phone_up
+                or s.revoked
                 or self._away_too_long(s, now)
                 or s.campaign_id not in (None, campaign_id)
                 or s.identity.agent_id in exclude
@@ -409,7 +418,22 @@ class AgentHub:
                 for outlet in list(self._supervisors):
                     outlet.push(text)
 
+    async def revoke(self, agent_id: int) -> None:
+        """The agent's session was revoked (disabled, role changed, password reset): no call is
+        routed to them again; off the floor now, or when their current call's wrap-up ends."""
+        s = self.sessions.get(agent_id)
+        if s is None:
+            return
+        s.revoked = True
+        if s.outlet is not None:
+            self._supervisors.discard(s.outlet)
+        await self._expire(s, self.clock())
+
     async def _expire(self, s: AgentSession, now: float) -> None:
+        if s.revoked and s.sm.state in (S.LOGGED_IN, S.READY, S.PAUSED):
+            self._move(s, S.OFFLINE, now, "revoked")
+            await self._port(self.port.close_agent_channel(s.identity))
+            return
         if s.sm.wrap_up_expired(now) and s.call is not None:
             call = s.call
             if call.wrap_up_expiry == WrapUpExpiry.AUTO_DISPOSE and not s.disposed:
@@ -451,6 +475,7 @@ class AgentHub:
             s.outlet.close_soon(4000, "replaced by a newer connection")
             self._supervisors.discard(s.outlet)
         s.identity, s.outlet, s.disconnected_at = identity, outlet, None
+        s.revoked = False  # a new login (a valid token) after a revocation
         self._count_sockets()
         campaigns = await self.port.campaigns()
         self._send(s, self._welcome(s, campaigns))
@@ -548,6 +573,8 @@ class AgentHub:
             wn = parse_wrong_number(env)
             return _ack(env, await self._port(self.port.wrong_number(s.identity, call, wn)))
         if kind == "hangup":
+            if s.sm.state == S.WRAP_UP:  # the debtor hung up first: the race is not a fault
+                raise ProtocolError("call_over", "the call is already over", "call_id")
             self._require_state(s, (S.RESERVED, S.TALKING), "hang up")
             await self._port(self.port.hang_up(s.identity, call))
             return _ack(env, Ack(None))
@@ -636,7 +663,7 @@ class AgentHub:
         try:
             return await op
         except PortRefused as exc:
-            code: ErrorCode = "unavailable" if exc.code == "unavailable" else "invalid_field"
+            code = _PORT_CODES.get(exc.code, "invalid_field")
             raise ProtocolError(code, exc.message, exc.field) from exc
 
     async def _supervisor(self, s: AgentSession, env: Envelope) -> JsonObject | None:

@@ -17,6 +17,9 @@ MAX_MESSAGE_BYTES: Final = 16 * 1024
 MAX_NOTES_CHARS: Final = 2000
 MAX_INSTALMENTS: Final = 24
 MAX_CLIENT_MSG_ID: Final = 64
+MAX_DEPTH: Final = 8  # no message nests deeper than an instalment plan's objects in a list
+# NUMERIC(14,2): the largest amount any money column holds; a plan's total must fit too.
+MAX_AMOUNT: Final = Decimal("999999999999.99")
 
 # A recursive JSON value: what crosses the socket.
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
@@ -34,6 +37,9 @@ ErrorCode = Literal[
     "invalid_state",
     "forbidden",
     "unavailable",
+    "no_phone",
+    "call_over",
+    "session_revoked",
     "internal",
 ]
 
@@ -94,12 +100,69 @@ class Envelope:
     body: JsonObject
 
 
+class JsonLimitError(ValueError):
+    """Decoded JSON that no handler may see: `field` names where, `problem` says what."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+def loads_checked(raw: str | bytes, max_depth: int) -> object:
+    """`json.loads` that never raises anything but ValueError: nesting deeper than `max_depth`,
+    NUL characters and lone surrogates (which Postgres refuses, and which cannot be encoded to
+    UTF-8) are `JsonLimitError`s naming the field; malformed JSON is the usual ValueError."""
+    try:
+        value = json.loads(raw)
+    except RecursionError as exc:  # the C scanner's own guard: thousands of nested brackets
+        raise JsonLimitError("", f"nested deeper than {max_depth} levels") from exc
+    check_tree(value, max_depth)
+    return value
+
+
+def check_tree(value: object, max_depth: int, where: str = "") -> None:
+    """Depth, NUL and lone-surrogate checks over a decoded JSON value, without recursion."""
+    stack: list[tuple[object, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise JsonLimitError(path, f"nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, sub in item.items():
+                    sub_path = f"{path}.{key}" if path else str(key)
+                    _check_text(str(key), path or "(key)")
+                    stack.append((sub, sub_path, depth + 1))
+            else:
+                stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+
+
+def _check_text(text: str, field: str) -> None:
+    if "\x00" in text:
+        raise JsonLimitError(field, "contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JsonLimitError(field, "contains a lone surrogate (not valid Unicode text)") from exc
+
+
 def decode(raw: str) -> Envelope:
-    """Bytes off the socket -> an envelope, or a ProtocolError (bad JSON, unknown type...)."""
-    if len(raw.encode()) > MAX_MESSAGE_BYTES:
+    """Text off the socket -> an envelope, or a ProtocolError (bad JSON, unknown type...).
+
+    Never raises anything else, whatever the client sends."""
+    if (
+        len(raw) > MAX_MESSAGE_BYTES
+        or len(raw.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES
+    ):
         raise ProtocolError("too_large", f"message larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        data = json.loads(raw)
+        data = loads_checked(raw, MAX_DEPTH)
+    except JsonLimitError as exc:
+        code: ErrorCode = "invalid_field" if exc.field else "bad_json"
+        raise ProtocolError(code, str(exc), exc.field or None) from exc
     except ValueError as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc.args[0]}") from exc
     if not isinstance(data, dict):
@@ -304,6 +367,12 @@ def parse_promise(env: Envelope, today: dt.date) -> PromiseRequest:
             )
         plan.append(Instalment(day, parse_amount(item.get("amount"), f"{prefix}.amount")))
     total = sum((p.amount for p in plan), Decimal("0.00"))
+    if total > MAX_AMOUNT:
+        raise ProtocolError(
+            "invalid_field",
+            f"the instalments add up to more than {MAX_AMOUNT}, the largest amount stored",
+            "instalments",
+        )
     if "amount" in env.body and env.body["amount"] is not None:
         stated = parse_amount(env.body["amount"], "amount")
         if stated != total:

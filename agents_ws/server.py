@@ -9,7 +9,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +25,7 @@ from agents_ws.protocol import (
     decode,
     encode,
 )
+from agents_ws.state import AgentState
 
 log = logging.getLogger("agents_ws.server")
 
@@ -38,6 +40,17 @@ RATE_BURST: Final = 40.0
 OUTBOX_LIMIT: Final = 512  # queued messages before a stuck client is dropped
 SUBPROTOCOL: Final = "dialer.v1"
 _TOKEN_PREFIX: Final = "bearer."
+# Open sockets' tokens are checked this often (one query for all of them), so that a disabled,
+# demoted or re-passworded agent's socket closes within a second, whichever process revoked it.
+REVOCATION_CHECK_S: Final = 0.5
+CLOSE_REVOKED: Final = 4001  # the desktop shows the reason and returns to the login form
+REVOKED_TEXT: Final = "your session has ended (account changed by an administrator): log in again"
+SOCKETS: Final = web.AppKey("agent_sockets", dict)
+# Agents whose socket dropped but who are still on the floor (the grace period): their last token,
+# so that a revocation takes them off the floor too, before they come back.
+PARKED: Final = web.AppKey("agent_parked_tokens", dict)
+# Tokens -> the role each still has, for those still valid (the rest were revoked or expired).
+TokenCheck = Callable[[list[str]], Awaitable[dict[str, str]]]
 
 
 class RateLimiter:
@@ -91,8 +104,8 @@ class WsOutlet:
 
 
 def token_from(request: web.Request) -> str | None:
-    """Bearer header (programs), a `bearer.TOKEN` subprotocol (browsers, kept out of URLs and
-    access logs), or the `token` query parameter."""
+    """Bearer header (programs) or a `bearer.TOKEN` subprotocol (browsers); never the URL, which
+    proxies and access logs keep, and never a cookie (another site could open the socket)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header.removeprefix("Bearer ").strip() or None
@@ -100,7 +113,59 @@ def token_from(request: web.Request) -> str | None:
         proto = proto.strip()
         if proto.startswith(_TOKEN_PREFIX):
             return proto.removeprefix(_TOKEN_PREFIX) or None
-    return request.query.get("token") or None
+    return None
+
+
+@dataclass(slots=True)
+class OpenSocket:
+    """What the revocation check needs to know of one open socket."""
+
+    token: str
+    agent_id: int
+    role: str
+    outlet: WsOutlet
+
+
+async def _watch_revocations(
+    app: web.Application, hub: AgentHub, check: TokenCheck, period: float
+) -> None:
+    """Close the sockets whose token was revoked or whose agent's role changed, and take agents
+    whose socket dropped off the floor when their token is revoked meanwhile."""
+    sockets: dict[WsOutlet, OpenSocket] = app[SOCKETS]
+    parked: dict[int, OpenSocket] = app[PARKED]
+    while True:
+        await asyncio.sleep(period)
+        for agent_id in list(parked):
+            s = hub.sessions.get(agent_id)
+            if s is None or s.revoked or s.outlet is not None or s.sm.state == AgentState.OFFLINE:
+                del parked[agent_id]
+        if not sockets and not parked:
+            continue
+        current = list(sockets.values())
+        away = list(parked.values())
+        try:
+            valid = await check(sorted({o.token for o in current + away}))
+        except Exception as exc:  # the database away: keep the sockets, try again
+            log.warning("token revocation check failed: %s", type(exc).__name__)
+            continue
+        revoked: list[int] = []
+        for sock in current:
+            if valid.get(sock.token) == sock.role or sockets.get(sock.outlet) is not sock:
+                continue
+            sockets.pop(sock.outlet, None)
+            log.info("closing a revoked session's socket", extra={"agent_id": sock.agent_id})
+            sock.outlet.push(_error(ProtocolError("session_revoked", REVOKED_TEXT), None))
+            sock.outlet.close_soon(CLOSE_REVOKED, "session revoked")
+            revoked.append(sock.agent_id)
+        for sock in away:
+            if valid.get(sock.token) != sock.role and parked.get(sock.agent_id) is sock:
+                del parked[sock.agent_id]
+                revoked.append(sock.agent_id)
+        for agent_id in revoked:
+            try:
+                await hub.revoke(agent_id)
+            except Exception:
+                log.exception("revoking agent %s in the hub failed", agent_id)
 
 
 async def agent_socket(request: web.Request) -> web.StreamResponse:
@@ -117,6 +182,11 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     outlet = WsOutlet(ws)
+    sockets: dict[WsOutlet, OpenSocket] = request.app[SOCKETS]
+    assert token is not None
+    opened = OpenSocket(token, identity.agent_id, identity.role, outlet)
+    sockets[outlet] = opened
+    request.app[PARKED].pop(identity.agent_id, None)
     writer = asyncio.create_task(outlet.run(), name=f"ws-writer-{identity.agent_id}")
     limiter = RateLimiter(RATE_PER_S, RATE_BURST, time.monotonic())
     last_limited_error = 0.0
@@ -138,6 +208,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                 log.info("agent %s socket error: %s", identity.agent_id, ws.exception())
                 break
     finally:
+        if sockets.pop(outlet, None) is not None and session is not None:
+            request.app[PARKED][identity.agent_id] = opened  # still on the floor for a while
         if session is not None:
             hub.detach(session, outlet)
         outlet.close_soon(1000, "bye")
@@ -178,7 +250,7 @@ def msg_type(raw: str) -> str:
     """The message's type for a log line, without logging anything else it carries."""
     try:
         kind = json.loads(raw).get("type")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return "message"
     return kind if isinstance(kind, str) and len(kind) <= 40 else "message"
 
@@ -203,11 +275,20 @@ async def _supervisor_page(_request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "supervisor.html", headers={"Cache-Control": "no-cache"})
 
 
-def add_agents_ws_routes(app: web.Application, port: EnginePort, grace_seconds: float) -> AgentHub:
+def add_agents_ws_routes(
+    app: web.Application,
+    port: EnginePort,
+    grace_seconds: float,
+    token_check: TokenCheck | None = None,
+) -> AgentHub:
     """Mount /ws/agent, /agent/, /supervisor/ and /agent/static/; the hub's task lives with the
-    app. Returns the hub (the engine's `AgentHubApi`), also stored as `app[HUB]`."""
+    app. Returns the hub (the engine's `AgentHubApi`), also stored as `app[HUB]`.
+
+    `token_check` (tokens -> role of those still valid) closes revoked sessions' sockets."""
     hub = AgentHub(port, grace_seconds)
     app[HUB] = hub
+    app[SOCKETS] = {}
+    app[PARKED] = {}
     app.router.add_get("/ws/agent", agent_socket)
     app.router.add_get("/agent", _redirect_agent)
     app.router.add_get("/agent/", _agent_page)
@@ -216,11 +297,16 @@ def add_agents_ws_routes(app: web.Application, port: EnginePort, grace_seconds: 
     app.router.add_static("/agent/static/", STATIC_DIR)
 
     async def hub_task(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(hub.run(), name="agent-hub")
+        tasks = [asyncio.create_task(hub.run(), name="agent-hub")]
+        if token_check is not None:
+            watch = _watch_revocations(app, hub, token_check, REVOCATION_CHECK_S)
+            tasks.append(asyncio.create_task(watch, name="agent-revocations"))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(hub_task)
     return hub

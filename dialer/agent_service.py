@@ -71,12 +71,14 @@ from dialer.store.models import (
     PromiseToPay,
     PtpInstalment,
 )
+from dialer.telephony.asterisk import CallNotFound
 from pacing.snapshot import AgentState as PacingAgentState
 from pacing.snapshot import AgentView
 
 log = logging.getLogger("dialer.agent_service")
 HISTORY_ROWS = 10
 CALLBACK_HORIZON = dt.timedelta(days=366)
+PROMISE_HORIZON_DAYS = 366  # the `promise_horizon_days` setting's default
 
 # Used when a campaign defines no disposition codes of its own.
 DEFAULT_DISPOSITIONS: list[dict[str, JsonValue]] = [
@@ -399,6 +401,7 @@ async def read_pop_facts(
                 "due_date": _iso(p.due_date),
                 "status": p.status,
                 "paid_amount": _money(p.paid_amount),
+                "notes": p.notes,
                 "instalments": [
                     {"seq": i.seq, "due_date": _iso(i.due_date), "amount": _money(i.amount)}
                     for i in instalments.get(p.id, [])
@@ -456,9 +459,11 @@ class DbAgentPort:
         self,
         sessions: async_sessionmaker[AsyncSession],
         telephony: AgentTelephony | None = None,
+        promise_horizon_days: int = PROMISE_HORIZON_DAYS,
     ) -> None:
         self.sessions = sessions
         self.telephony = telephony
+        self.promise_horizon = dt.timedelta(days=promise_horizon_days)
 
     @staticmethod
     def _now() -> dt.datetime:
@@ -478,6 +483,12 @@ class DbAgentPort:
         return AgentIdentity(
             who.agent_id, who.login, who.name, who.role, language or "es", endpoint
         )
+
+    async def still_valid(self, tokens: list[str]) -> dict[str, str]:
+        """Of these socket tokens, those still valid, with their agent's role now."""
+        by_digest = {auth.token_digest(t): t for t in tokens}
+        live = await auth.live_tokens(self.sessions, list(by_digest), self._now())
+        return {by_digest[d]: role for d, role in live.items()}
 
     async def campaigns(self) -> list[CampaignInfo]:
         async with self.sessions() as s:
@@ -572,6 +583,14 @@ class DbAgentPort:
             ).scalar_one_or_none()
         if currency is None:
             raise PortRefused("the call's account no longer exists", "call_id")
+        # Dates far ahead are typing slips (9999-12-31), and no promise checks out that late.
+        limit = self._now().date() + self.promise_horizon
+        for i, inst in enumerate(request.instalments):
+            if inst.due_date > limit:
+                field = "date" if len(request.instalments) == 1 else f"instalments[{i}].date"
+                raise PortRefused(
+                    f"{field} is more than {self.promise_horizon.days} days ahead", field
+                )
         row = PromiseToPay(
             account_id=call.account_id,
             campaign_id=call.campaign_id,
@@ -580,6 +599,7 @@ class DbAgentPort:
             amount=request.amount,
             currency=currency,
             due_date=request.due_date,
+            notes=request.notes,
             client_msg_id=request.client_msg_id,
             created_at=self._now(),
             instalments=[
@@ -679,7 +699,10 @@ class DbAgentPort:
         return Ack(phone_id, duplicate=not changed)
 
     async def hang_up(self, agent: AgentIdentity, call: CallOffer) -> None:
-        await self._telephony().hang_up(call.call_id, call.attempt_id)
+        try:
+            await self._telephony().hang_up(call.call_id, call.attempt_id)
+        except CallNotFound as exc:  # the debtor hung up first: the race is not a fault
+            raise PortRefused("the call is already over", "call_id", "call_over") from exc
 
     async def next_preview(
         self, agent: AgentIdentity, campaign_id: int | None
@@ -787,20 +810,24 @@ class DbAgentPort:
     async def supervise(
         self, supervisor: AgentIdentity, action: SupervisorAction, target_agent_id: int
     ) -> None:
-        telephony = self._telephony()
+        telephony = self._telephony()  # nothing to supervise with: `unavailable` first
         async with self.sessions() as s:
-            endpoints = dict(
-                (
-                    await s.execute(
-                        select(Agent.id, Agent.endpoint).where(
-                            Agent.id.in_([supervisor.agent_id, target_agent_id])
-                        )
-                    )
-                ).tuples()
+            rows = await s.execute(
+                select(Agent.id, Agent.endpoint).where(
+                    Agent.id.in_([supervisor.agent_id, target_agent_id])
+                )
             )
-        await telephony.supervise(
-            action, endpoints.get(supervisor.agent_id), endpoints.get(target_agent_id)
-        )
+            endpoints = {agent_id: endpoint for agent_id, endpoint in rows}
+        if not endpoints.get(supervisor.agent_id):
+            raise PortRefused("you have no phone (endpoint) to listen with", None, "no_phone")
+        if not endpoints.get(target_agent_id):
+            raise PortRefused(f"agent {target_agent_id} has no phone", "agent_id", "no_phone")
+        try:
+            await telephony.supervise(
+                action, endpoints[supervisor.agent_id], endpoints[target_agent_id]
+            )
+        except CallNotFound as exc:
+            raise PortRefused("that agent's call is over", "agent_id", "call_over") from exc
 
     def _telephony(self) -> AgentTelephony:
         if self.telephony is None:
@@ -1054,7 +1081,9 @@ def add_agent_routes(app: web.Application, settings: Settings) -> AgentHub:
     """Mount the agents' websocket, desktop and supervisor pages on the database-backed port.
 
     The engine reaches the hub (its `AgentHubApi`) as `app[agents_ws.server.HUB]`."""
-    port = DbAgentPort(app[auth.SESSIONS_KEY])
-    hub = add_agents_ws_routes(app, port, settings.agent_grace_seconds)
+    port = DbAgentPort(app[auth.SESSIONS_KEY], promise_horizon_days=settings.promise_horizon_days)
+    hub = add_agents_ws_routes(
+        app, port, settings.agent_grace_seconds, token_check=port.still_valid
+    )
     hub.on_sockets = metrics.set_ws_connections
     return hub

@@ -1,6 +1,7 @@
 """Logging set-up: plain text for a terminal, or JSON lines for log shippers.
 
-Records carry ids (campaign, attempt, agent) as `extra` fields, never debtor data.
+Records carry ids (campaign, attempt, agent) as `extra` fields, never debtor data; the HTTP access
+log prints paths and query parameter names, never query values, headers or tokens.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ import json
 import logging
 import sys
 from typing import Any
+
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 ID_FIELDS = ("campaign_id", "attempt_id", "agent_id", "server")
 
@@ -50,3 +55,34 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per HTTP request without what it may carry: the path, and the query's parameter
+    names but never their values (`/api/dnc?number` rather than the phone number); no headers,
+    so no tokens or cookies."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        keys = "&".join(sorted({_safe(k) for k in request.query}))
+        path = _safe(request.path)
+        self.logger.info(
+            '%s "%s %s%s" %s %s %.1fms',
+            request.remote,
+            request.method,
+            path,
+            f"?{keys}" if keys else "",
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def _safe(text: str, limit: int = 120) -> str:
+    # A path or name as a client sent it: printable ASCII only, cut short, so that a request
+    # cannot forge log lines or fill the log.
+    clean = "".join(c if c.isascii() and c.isprintable() else "?" for c in text[:limit])
+    return clean + ("..." if len(text) > limit else "")

@@ -212,6 +212,20 @@ DB_ERRORS = Counter(
     ["op"],
 )
 
+# --- the process -------------------------------------------------------------------------------
+EVENT_LOOP_LAG = Histogram(
+    "dialer_event_loop_lag_seconds",
+    "How late the event loop ran a timer: everything the loop serves (calls, sockets) waits "
+    "this long.",
+    buckets=LAG_BUCKETS,
+)
+LOGIN_REFUSALS = Counter(
+    "dialer_login_refusals_total",
+    "Refused logins by reason (wrong credentials, locked out, hashing queue full).",
+    ["reason"],
+)
+LOGIN_REASONS = ("wrong_credentials", "locked", "busy", "invalid_request")
+
 # Every metric family the service exports, for the dashboard and alert checks.
 ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     CALLS_ORIGINATED,
@@ -242,6 +256,8 @@ ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     AMI_EVENT_LAG,
     DB_WRITE,
     DB_ERRORS,
+    EVENT_LOOP_LAG,
+    LOGIN_REFUSALS,
 )
 
 
@@ -540,3 +556,11 @@ def record_db_error(op: str) -> None:
 
 def set_ws_connections(n: int) -> None:
     WS_CONNECTIONS.set(_non_negative("n", n))
+
+
+def observe_loop_lag(seconds: float) -> None:
+    EVENT_LOOP_LAG.observe(_non_negative("seconds", seconds))
+
+
+def record_login_refused(reason: str) -> None:
+    LOGIN_REFUSALS.labels(_known("reason", reason, LOGIN_REASONS)).inc()

@@ -104,6 +104,25 @@ class Settings:
             "counting them."
         },
     )
+    promise_horizon_days: int = field(
+        default=366,
+        metadata={"doc": "A promise-to-pay (or instalment) due later than this is refused."},
+    )
+    login_failures_per_login: int = field(
+        default=5,
+        metadata={
+            "doc": "Failed logins for one login name within `login_lockout_seconds` that lock "
+            "it (429 until it expires or an admin lifts it)."
+        },
+    )
+    login_failures_per_address: int = field(
+        default=50,
+        metadata={"doc": "Failed logins from one source address that lock the address."},
+    )
+    login_lockout_seconds: float = field(
+        default=900.0,
+        metadata={"doc": "Window for counting failed logins, and how long a lockout lasts."},
+    )
     recordings_dir: str = field(
         default="/var/spool/asterisk/monitor",
         metadata={"doc": "Where Asterisk writes call recordings."},

@@ -23,7 +23,7 @@ $("login-form").addEventListener("submit", async (ev) => {
   $("login-error").textContent = "";
   let found = null;
   try { found = await apiLogin($("login-user").value.trim(), $("login-password").value); } catch (e) { found = null; }
-  if (!found) { $("login-error").textContent = I18N.t("login_failed"); $("login-password").focus(); return; }
+  if (!found || found.locked) { $("login-error").textContent = I18N.t(found ? "login_locked" : "login_failed"); $("login-password").focus(); return; }
   sessionStorage.setItem("dialer.token", found.token);
   start(found.token);
 });
@@ -34,11 +34,11 @@ function start(token) {
   desk.link = new Link(token, {
     status: setConn,
     message: onMessage,
-    unauthorized: () => {
+    unauthorized: (reason) => {
       sessionStorage.removeItem("dialer.token");
       $("desk-view").classList.add("hidden");
       $("login-view").classList.remove("hidden");
-      $("login-error").textContent = I18N.t("login_needed");
+      $("login-error").textContent = I18N.t(reason || "login_needed");
     },
   });
   desk.link.open();
@@ -221,7 +221,7 @@ function showPop(call, pop) {
     el("section", {}, el("h2", {}, I18N.t("phones")), table(["number", "type", "status", "actions"], phones),
       el("label", {}, el("input", { type: "checkbox", id: "wn-dnc", style: "width:auto" }), " " + I18N.t("add_dnc"))),
     el("section", {}, el("h2", {}, I18N.t("promises")),
-      table(["date", "amount", "status"], pop.promises.map((p) => [p.due_date, money(p.amount, p.currency), p.status]))),
+      table(["date", "amount", "status", "notes"], pop.promises.map((p) => [p.due_date, money(p.amount, p.currency), p.status, p.notes || ""]))),
     el("section", {}, el("h2", {}, I18N.t("payments")),
       table(["date", "amount", "ref"], pop.payments.map((p) => [(p.paid_at || "").slice(0, 10), money(p.amount, p.currency), p.reference || ""]))),
     el("section", {}, el("h2", {}, I18N.t("history")),
@@ -250,7 +250,7 @@ function ptpRow(i) {
 
 function resetForms() {
   $("ptp-rows").replaceChildren(ptpRow(0));
-  $("disp-notes").value = ""; $("cb-notes").value = ""; $("cb-when").value = "";
+  $("disp-notes").value = ""; $("cb-notes").value = ""; $("ptp-notes").value = ""; $("cb-when").value = "";
   document.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
   document.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
 }
@@ -291,9 +291,10 @@ $("ptp-form").addEventListener("submit", (ev) => {
     plan.push({ amount: $("ptp-amount-" + i).value.trim(), date: d });
   }
   if (!ok) { const bad = document.querySelector("#ptp-rows [aria-invalid=true]"); if (bad) bad.focus(); return; }
+  const notes = $("ptp-notes").value || null;
   const msg = plan.length === 1
-    ? { type: "ptp", call_id: desk.call.call_id, amount: plan[0].amount, date: plan[0].date }
-    : { type: "ptp", call_id: desk.call.call_id, instalments: plan };
+    ? { type: "ptp", call_id: desk.call.call_id, amount: plan[0].amount, date: plan[0].date, notes }
+    : { type: "ptp", call_id: desk.call.call_id, instalments: plan, notes };
   submit(msg, "ptp");
 });
 

@@ -8,6 +8,8 @@ const TEXTS = {
     login_title: "Iniciar sesión", login_user: "Usuario", login_password: "Contraseña",
     login_submit: "Entrar", login_failed: "Usuario o contraseña incorrectos",
     login_needed: "Inicie sesión de nuevo",
+    session_revoked: "Su sesión terminó (un administrador cambió su cuenta). Inicie sesión de nuevo.",
+    login_locked: "Demasiados intentos fallidos. Espere o pida ayuda a un administrador.",
     conn_up: "Conectado", conn_down: "Desconectado", conn_connecting: "Conectando…",
     phone_down: "sin teléfono (reconectando)",
     st_offline: "Desconectado", st_logged_in: "Conectado", st_ready: "Disponible",
@@ -57,6 +59,8 @@ const TEXTS = {
     login_title: "Log in", login_user: "User", login_password: "Password",
     login_submit: "Log in", login_failed: "Wrong user or password",
     login_needed: "Please log in again",
+    session_revoked: "Your session has ended (an administrator changed your account). Please log in again.",
+    login_locked: "Too many failed attempts. Wait, or ask an administrator.",
     conn_up: "Connected", conn_down: "Disconnected", conn_connecting: "Connecting…",
     phone_down: "phone down (reconnecting)",
     st_offline: "Offline", st_logged_in: "Logged in", st_ready: "Ready",
@@ -143,12 +147,14 @@ async function apiLogin(login, password) {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ login, password }),
   });
+  if (res.status === 429) return { locked: true };
   if (!res.ok) return null;
   return res.json();
 }
 
 // One websocket with reconnects. `handlers.message(msg)`, `handlers.status("up"|"down"|"connecting")`,
-// `handlers.unauthorized()` when the token no longer works.
+// `handlers.unauthorized(reason)` when the token no longer works (reason "session_revoked" when the
+// server closed the socket because an administrator changed the account: close code 4001).
 class Link {
   constructor(token, handlers) {
     this.token = token; this.h = handlers; this.ws = null; this.retry = 0; this.welcomed = false;
@@ -165,9 +171,10 @@ class Link {
       if (msg.type === "pong") { this.lastPong = Date.now(); return; }
       this.h.message(msg);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       this.h.status("down");
       if (this.closed) return;
+      if (ev.code === 4001) { this.closed = true; clearInterval(this.beat); this.h.unauthorized("session_revoked"); return; }
       if (!this.welcomed && ++this.failuresBeforeWelcome >= 3) { this.closed = true; this.h.unauthorized(); return; }
       const delay = Math.min(10000, 500 * 2 ** this.retry++);
       setTimeout(() => this.open(), delay);

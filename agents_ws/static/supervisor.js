@@ -10,7 +10,7 @@ let connStatus = "down";
 $("login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const found = await apiLogin($("login-user").value.trim(), $("login-password").value).catch(() => null);
-  if (!found || found.role === "agent") { $("login-error").textContent = I18N.t("login_failed"); return; }
+  if (!found || found.locked || found.role === "agent") { $("login-error").textContent = I18N.t(found && found.locked ? "login_locked" : "login_failed"); return; }
   sessionStorage.setItem("dialer.sup.token", found.token);
   start(found.token);
 });
@@ -24,7 +24,11 @@ function start(token) {
       if (s === "up") link.send({ type: "supervisor.subscribe" });
     },
     message: onMessage,
-    unauthorized: () => { sessionStorage.removeItem("dialer.sup.token"); location.reload(); },
+    unauthorized: (reason) => {
+      sessionStorage.removeItem("dialer.sup.token");
+      if (reason) sessionStorage.setItem("dialer.sup.reason", reason);
+      location.reload();
+    },
   });
   link.open();
 }
@@ -89,3 +93,8 @@ $("lang").addEventListener("change", (ev) => {
 });
 I18N.apply();
 if (sessionStorage.getItem("dialer.sup.token")) start(sessionStorage.getItem("dialer.sup.token"));
+if (sessionStorage.getItem("dialer.sup.reason")) {
+  // The socket was closed because an administrator changed this account (close code 4001).
+  $("login-error").textContent = I18N.t(sessionStorage.getItem("dialer.sup.reason"));
+  sessionStorage.removeItem("dialer.sup.reason");
+}

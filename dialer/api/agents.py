@@ -1,7 +1,8 @@
 """Agent accounts (admin only): list, create with an argon2-hashed password, update, deactivate.
 
-Password hashes never leave the server; a deactivated agent's sessions stop working at once
-because every token check joins on `active`.
+Password hashes never leave the server. Deactivating an agent, changing their role or setting a
+new password ends every session they have (their tokens are deleted, on every process), and their
+open sockets close within a second (agents_ws.server's revocation check).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dialer import auth
 from dialer.api import common
 from dialer.api.common import JSON, body, fail, path_id, reply, responses
 from dialer.api.schema import MAX_ID, array, boolean, integer, obj, string
-from dialer.auth import hash_password, require_role
+from dialer.auth import require_role
 from dialer.store.models import Agent, Role
 
 LOGIN = r"^[A-Za-z0-9._@-]{1,64}$"
@@ -55,10 +56,11 @@ def _json(a: Agent) -> JSON:
     }
 
 
-def _hash(password: object) -> str:
+async def _hash(request: web.Request, password: object) -> str:
+    """argon2 in the password pool: a hash takes every core for a moment, never the loop's."""
     try:
-        return hash_password(str(password))
-    except ValueError as exc:
+        return await request.app[auth.PASSWORDS_KEY].hash(str(password))
+    except ValueError as exc:  # the password rule, from auth.hash_password
         fail(400, "invalid_request", str(exc), "password")
 
 
@@ -72,7 +74,7 @@ async def list_agents(request: web.Request) -> web.StreamResponse:
 @require_role(Role.ADMIN.value)
 async def create_agent(request: web.Request) -> web.StreamResponse:
     data = await body(request, CREATE)
-    password_hash = _hash(data.pop("password"))
+    password_hash = await _hash(request, data.pop("password"))
     try:
         async with common.sessions(request).begin() as s:
             agent = Agent(password_hash=password_hash, **data)
@@ -89,7 +91,7 @@ async def update_agent(request: web.Request) -> web.StreamResponse:
     agent_id = path_id(request, "agent_id")
     data = await body(request, UPDATE)
     if "password" in data:
-        data["password_hash"] = _hash(data.pop("password"))
+        data["password_hash"] = await _hash(request, data.pop("password"))
     async with common.sessions(request).begin() as s:
         agent = await s.get(Agent, agent_id)
         if agent is None:
@@ -98,8 +100,15 @@ async def update_agent(request: web.Request) -> web.StreamResponse:
             data.get("active") is False or data.get("role", Role.ADMIN.value) != Role.ADMIN.value
         ):
             fail(409, "conflict", "an admin cannot deactivate or demote themself")
+        revoke = (
+            "password_hash" in data
+            or (data.get("active") is False and agent.active)
+            or ("role" in data and data["role"] != agent.role)
+        )
         for key, value in data.items():
             setattr(agent, key, value)
+        if revoke:
+            await auth.revoke_agent(s, agent.id)
         await s.flush()
         return reply(_json(agent))
 

@@ -15,11 +15,15 @@ from typing import NoReturn
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agents_ws.protocol import JsonLimitError, loads_checked
 from dialer import auth
 from dialer.api.schema import MAX_ID, Invalid, JsonSchema, validate
 from dialer.settings import Settings
 
 JSON = dict[str, object]
+# No request body nests deeper (a campaign's calling window is 4 levels); deeper is refused
+# before validation, whose walk is recursive.
+MAX_JSON_DEPTH = 20
 
 
 def _default(value: object) -> object:
@@ -55,6 +59,7 @@ def _http(status: int) -> type[web.HTTPException]:
         413: web.HTTPRequestEntityTooLarge,
         415: web.HTTPUnsupportedMediaType,
         422: web.HTTPUnprocessableEntity,
+        429: web.HTTPTooManyRequests,
     }
     return classes[status]
 
@@ -79,7 +84,12 @@ async def body(request: web.Request, schema: JsonSchema) -> JSON:
     """The request's JSON body, validated against `schema` (400 naming the field otherwise)."""
     try:
         raw = await request.read()
-        value = json.loads(raw or b"null")
+    except web.HTTPRequestEntityTooLarge:
+        fail(413, "too_large", f"the body is at most {request.client_max_size} bytes")
+    try:
+        value = loads_checked(raw or b"null", MAX_JSON_DEPTH)
+    except JsonLimitError as exc:
+        fail(400, "invalid_request", str(exc), exc.field or None)
     except (ValueError, UnicodeDecodeError):
         fail(400, "invalid_json", "the body is not JSON")
     try:
@@ -116,8 +126,8 @@ def query_str(request: web.Request, name: str, max_length: int) -> str | None:
     raw = request.query.get(name)
     if raw in (None, ""):
         return None
-    if len(raw) > max_length or "\x00" in raw:
-        fail(400, "invalid_request", f"{name}: at most {max_length} characters, no NUL", name)
+    if len(raw) > max_length:
+        fail(400, "invalid_request", f"{name}: at most {max_length} characters", name)
     return raw
 
 

@@ -14,7 +14,8 @@ from types import ModuleType
 from aiohttp import web
 
 from dialer import __version__
-from dialer.api.common import ERROR_SCHEMA, JSON, reply
+from dialer.api.common import ERROR_SCHEMA, JSON, json_body, reply, responses
+from dialer.api.schema import array, integer, obj, string
 
 MODULES: tuple[str, ...] = (
     "dialer.api.campaigns",
@@ -46,6 +47,10 @@ CORE_PATHS: JSON = {
                             "properties": {
                                 "login": {"type": "string", "maxLength": 64},
                                 "password": {"type": "string", "maxLength": 200},
+                                "cookie": {
+                                    "type": "boolean",
+                                    "description": "Also set the session and CSRF cookies.",
+                                },
                             },
                             "required": ["login", "password"],
                         }
@@ -56,7 +61,28 @@ CORE_PATHS: JSON = {
                 "200": {"description": "token"},
                 "400": {"description": "malformed body"},
                 "401": {"description": "wrong login or password"},
+                "413": {"description": "body over 4 KiB"},
+                "429": {"description": "throttled: see the Retry-After header"},
             },
+        }
+    },
+    "/api/login-locks": {
+        "get": {
+            "summary": "Logins and addresses locked out by failed logins (admin)",
+            "tags": ["auth"],
+            "responses": responses(
+                obj({"locks": array(obj({}, additional=True))}, additional=True)
+            ),
+        }
+    },
+    "/api/login-locks/lift": {
+        "post": {
+            "summary": "Lift the lockout of a login or an address; {} lifts them all (admin)",
+            "tags": ["auth"],
+            "requestBody": json_body(
+                obj({"login": string(64, min_length=1), "address": string(64, min_length=1)})
+            ),
+            "responses": responses(obj({"lifted": integer()}, additional=True), 400),
         }
     },
 }

@@ -105,6 +105,7 @@ def _promise(p: PromiseToPay) -> JSON:
         "due_date": p.due_date,
         "status": p.status,
         "paid_amount": p.paid_amount,
+        "notes": p.notes,
         "instalments": [
             {"seq": i.seq, "due_date": i.due_date, "amount": i.amount} for i in p.instalments
         ],

@@ -102,6 +102,11 @@ def money() -> JsonSchema:
 def _check_string(value: str, schema: Mapping[str, object], where: str) -> None:
     if "\x00" in value:
         raise Invalid(where, "contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise Invalid(where, "contains a lone surrogate (not valid Unicode text)") from exc
     enum = schema.get("enum")
     if isinstance(enum, list) and value not in enum:
         raise Invalid(where, f"one of {', '.join(map(str, enum))}")

@@ -42,7 +42,7 @@ async def _serve(args: argparse.Namespace) -> int:
     except SchemaBehindError as exc:
         await engine.dispose()
         raise UserError(str(exc)) from exc
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log_class=logs.AccessLog)
     await runner.setup()
     host, port = args.host or settings.http_host, args.port or settings.http_port
     await web.TCPSite(runner, host, port).start()

@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents_ws.server import HUB
-from dialer import reports
+from dialer import logs, reports
 from dialer.app import build_app
 from dialer.demo.agents import AgentTally, SimulatedAgent
 from dialer.demo.seed import DEMO_PASSWORD, Seeded, seed
@@ -288,7 +288,7 @@ async def _run(options: DemoOptions, url: str, out: TextIO) -> dict[str, object]
             recordings_dir=str(Path(tempfile.gettempdir()) / "dialer-demo-recordings"),
         )
         app = await build_app(settings, engine)
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, access_log_class=logs.AccessLog)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", options.port).start()

@@ -370,6 +370,7 @@ class PromiseToPay(Base):
     due_date: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default=PtpStatus.PENDING.value)
     paid_amount: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
+    notes: Mapped[str | None] = mapped_column(Text)  # what the agent wrote with the promise
     client_msg_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

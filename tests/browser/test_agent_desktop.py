@@ -290,3 +290,38 @@ def test_supervisor_sees_agent_talking_with_listen_whisper_barge(
         browser.save_screenshot(str(ARTIFACTS / "supervisor.png"))
     finally:
         live.call(http.close())
+
+
+async def disable(server: LiveServer, login: str) -> None:
+    """What an admin's PATCH /api/agents/{id} {"active": false} does, through the API."""
+    async with server.sessions.begin() as s:
+        s.add(Agent(login="boss", name="Boss", role="admin", password_hash=hash_password(PASSWORD)))
+        agent_id = (await s.execute(select(Agent.id).where(Agent.login == login))).scalar_one()
+    async with aiohttp.ClientSession(server.url) as http:
+        login_resp = await http.post("/api/login", json={"login": "boss", "password": PASSWORD})
+        token = (await login_resp.json())["token"]
+        resp = await http.patch(
+            f"/api/agents/{agent_id}",
+            json={"active": False},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status == 200, await resp.text()
+
+
+def test_a_disabled_agent_sees_why_their_session_ended(
+    live: LiveServer, browser: webdriver.Chrome
+) -> None:
+    live.call(seed(live))
+    wait = WebDriverWait(browser, 10)
+    browser.get(live.url + "/agent/")
+    browser.find_element(By.ID, "login-user").send_keys("ana")
+    browser.find_element(By.ID, "login-password").send_keys(PASSWORD, Keys.ENTER)
+    badge = (By.CSS_SELECTOR, "#state-badge[data-state='logged_in']")
+    wait.until(ec.visibility_of_element_located(badge))
+    live.call(disable(live, "ana"))
+    # Within the revocation check (0.5 s) the socket closes with 4001 and the login form says why.
+    WebDriverWait(browser, 3).until(
+        ec.text_to_be_present_in_element((By.ID, "login-error"), "Su sesión terminó")
+    )
+    assert browser.find_element(By.ID, "login-view").is_displayed()
+    assert browser.execute_script("return sessionStorage.getItem('dialer.token')") is None
