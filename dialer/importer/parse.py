@@ -124,13 +124,14 @@ class AccountRecord:
         self.time_zone = later.time_zone or self.time_zone
         self.jurisdiction = later.jurisdiction or self.jurisdiction
         self.custom_fields.update(later.custom_fields)
-        # The merged account's evidence (zone, address) may pin a phone's zone where one row's
-        # evidence alone did not; a zone a phone had is kept when the merged evidence says nothing.
+        # Each phone's zone as the one zones function finds it with the merged account's
+        # evidence (zone, address), as if the rows had been one.
         evidence = DebtorEvidence.of_account(self.time_zone, self.custom_fields)
         for i, p in enumerate(self.phones):
             found = finding_for(p.number, p.zones, evidence).zones
-            if len(found) == 1:
-                self.phones[i] = p._replace(time_zone=found[0])
+            zone = found[0] if len(found) == 1 else None
+            if zone != p.time_zone:
+                self.phones[i] = p._replace(time_zone=zone)
 
 
 @dataclass(frozen=True, slots=True)

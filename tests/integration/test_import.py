@@ -247,7 +247,7 @@ async def test_an_undecodable_line_is_read_by_the_fallback_and_the_import_carrie
         "utf-8", "cp1252", 1,
     )  # fmt: skip
     async with make_sessionmaker(engine)() as s:
-        name = (await s.execute(select(Account.name).where(Account.external_ref == "X2402")))
+        name = await s.execute(select(Account.name).where(Account.external_ref == "X2402"))
         assert name.scalar_one() == "José León"
     with rejects.open(newline="") as f:
         (flagged,) = list(csv.DictReader(f))
@@ -277,6 +277,7 @@ async def test_automatic_gc_is_paused_during_an_import_and_restored_after(
     await import_file(engine, source, options, progress=lambda *_: seen.append(gc.isenabled()))
     assert seen and not any(seen)
     assert gc.isenabled()
+
     # Also after a failed import, and nothing already accepted is lost.
     def fail_at_the_second_batch(rows: int, _bytes: int) -> None:
         if rows > 1_000:
