@@ -19,6 +19,7 @@ import gc
 import io
 import itertools
 import multiprocessing
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import charset_normalizer
-import numpy as np
 import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -234,67 +234,145 @@ def choose_encoding(head: bytes, encoding: str, fallback: str | None) -> Encodin
     return Encoding(name, source, bom, fallback, wide)
 
 
-class _Lines:
-    """The file's physical lines, decoded one at a time so that a row the file's encoding cannot
-    decode is decoded by the fallback (and flagged) or rejected, never ending the import. Keeps
-    the lines of the record being read: its first line number and original text."""
+_BLOCK = 1 << 20  # bytes decoded at a time
+# Line breaks str.splitlines knows and the csv module does not (it ends lines at \r and \n only).
+_ODD_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
-    def __init__(self, raw: IO[bytes], encoding: Encoding, *, skip_header: bool = False) -> None:
+
+def _split(text: str) -> list[str]:
+    if any(c in text for c in _ODD_BREAKS):
+        return _LINE.findall(text)
+    return text.splitlines(keepends=True)
+
+
+class _Lines:
+    """The file's physical lines. Decoded a block at a time, and a block the file's encoding
+    cannot decode line by line, so that such a line is decoded by the fallback (and flagged) or
+    rejected, never ending the import. The lines of the last blocks are kept: a rejected record's
+    original text."""
+
+    def __init__(
+        self, raw: IO[bytes], encoding: Encoding, *, first_line: int = 2, skip_header: bool = False
+    ) -> None:
         self.raw = raw
         self.encoding = encoding
+        self.first_line = first_line
         self.skip_header = skip_header
-        self.record: list[str] = []
-        self.problem: Problem | None = None  # about the record being read
-
-    def start_record(self) -> None:
-        self.record.clear()
-        self.problem = None
-
-    def text(self) -> str:
-        return "".join(self.record).rstrip("\r\n")
+        self.problems: dict[int, Problem] = {}  # by line number, until their record is read
+        self.window: collections.deque[tuple[int, list[str]]] = collections.deque(maxlen=3)
+        self.reader: Any = None  # the csv reader over these lines: where the record ends
 
     def __iter__(self) -> Iterator[str]:
-        record = self.record
+        # The csv reader pulls lines from C iterators; this generator runs once a block.
+        return itertools.chain.from_iterable(self._blocks())
+
+    def _texts(self) -> Iterator[tuple[str | None, bytes]]:
+        """(decoded block or None when it does not decode, its bytes), cut after a line end."""
         if self.encoding.wide:
-            wrapper = io.TextIOWrapper(self.raw, encoding=self.encoding.name, newline="")
-            if self.skip_header:
-                wrapper.readline()
-            for text in wrapper:
-                record.append(text)
-                yield text
+            yield from self._wide_texts()
             return
         name = self.encoding.name
-        for line in self.raw:
+        carry_bytes = b""
+        while True:
+            chunk = self.raw.read(_BLOCK)
+            data = carry_bytes + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry_bytes = data
+                    continue
+                data, carry_bytes = data[:cut], data[cut:]
+            elif not data:
+                return
+            else:
+                carry_bytes = b""
             try:
-                text = line.decode(name)
-            except UnicodeDecodeError as exc:
-                text = self._undecodable(line, exc)
-            record.append(text)
-            yield text
+                yield data.decode(name), data
+            except UnicodeDecodeError:
+                yield None, data
 
-    def _undecodable(self, line: bytes, exc: UnicodeDecodeError) -> str:
+    def _wide_texts(self) -> Iterator[tuple[str | None, bytes]]:
+        wrapper = io.TextIOWrapper(self.raw, encoding=self.encoding.name, newline="")
+        if self.skip_header:
+            wrapper.readline()
+        carry = ""
+        while True:
+            chunk = wrapper.read(_BLOCK)
+            text = carry + chunk
+            if chunk:
+                cut = text.rfind("\n") + 1
+                if cut == 0:
+                    carry = text
+                    continue
+                text, carry = text[:cut], text[cut:]
+            elif not text:
+                return
+            else:
+                carry = ""
+            yield text, b""
+
+    def _blocks(self) -> Iterator[list[str]]:
+        line = self.first_line
+        for text, data in self._texts():
+            if text is not None:
+                lines = _split(text)
+            else:
+                lines = [self._decode(b, line + k) for k, b in enumerate(data.splitlines(True))]
+            self.window.append((line, lines))
+            line += len(lines)
+            yield lines
+
+    def _decode(self, raw: bytes, line: int) -> str:
         name, fallback = self.encoding.name, self.encoding.fallback
-        byte = f"byte 0x{line[exc.start]:02x}"
+        try:
+            return raw.decode(name)
+        except UnicodeDecodeError as exc:
+            byte = f"byte 0x{raw[exc.start]:02x}"
         if fallback is not None:
             try:
-                text = line.decode(fallback)
+                text = raw.decode(fallback)
             except UnicodeDecodeError:
                 pass
             else:
-                if self.problem is None:
-                    self.problem = Problem(
-                        "*", f"not {name} text ({byte}): read as {fallback}, check its accents; "
-                        f"if the whole file is {fallback}, give --encoding {fallback}",
-                        fatal=False, action=f"decoded as {fallback}, row kept",
-                    )  # fmt: skip
+                self.problems[line] = Problem(
+                    "*", f"not {name} text ({byte}): read as {fallback}, check its accents; "
+                    f"if the whole file is {fallback}, give --encoding {fallback}",
+                    fatal=False, action=f"decoded as {fallback}, row kept",
+                )  # fmt: skip
                 return text
-        self.problem = Problem(
+        self.problems[line] = Problem(
             "*", f"not {name} text ({byte})"
             + (f" nor {fallback}" if fallback else "")
             + "; give --encoding with the file's encoding (e.g. --encoding cp1252)"
             + ("" if fallback else " or --fallback-encoding cp1252"),
         )  # fmt: skip
-        return line.decode(name, errors="replace")
+        return raw.decode(name, errors="replace")
+
+    def last_line(self) -> int:
+        """The last line the csv reader has taken (the end of the record it just gave)."""
+        return int(self.reader.line_num) + self.first_line - 1
+
+    def problem_of(self, first: int, last: int) -> Problem | None:
+        """The decoding problem of a record's lines, if any (a rejection outweighs a flag)."""
+        found = None
+        for line in range(first, last + 1):
+            p = self.problems.pop(line, None)
+            if p is not None and (found is None or p.fatal):
+                found = p
+        for line in [n for n in self.problems if n < first]:
+            del self.problems[line]  # lines of no record (blank)
+        return found
+
+    def text(self, first: int) -> str:
+        """The original text of the record that starts at line `first` (the last one read)."""
+        last = self.last_line()
+        out: list[str] = []
+        for start, lines in self.window:
+            lo, hi = max(first, start), min(last, start + len(lines) - 1)
+            if lo <= hi:
+                out.extend(lines[lo - start : hi - start + 1])
+        return "".join(out).rstrip("\r\n")
 
 
 class RejectsWriter:
@@ -367,13 +445,13 @@ def _open(stream: IO[bytes], options: ImportOptions, report: ImportReport) -> _S
     else:
         line = stream.readline()
         rows_start = stream.tell()
-        lines = _Lines(io.BytesIO(line), encoding)
-        lines.start_record()
+        lines = _Lines(io.BytesIO(line), encoding, first_line=1)
         first = next(iter(lines), "")
-        if lines.problem is not None:
-            if lines.problem.fatal:
-                raise UserError(f"line 1 (the header): {lines.problem.reason}")
-            report.notes.append(f"line 1 (the header): {lines.problem.reason}")
+        problem = lines.problems.get(1)
+        if problem is not None:
+            if problem.fatal:
+                raise UserError(f"line 1 (the header): {problem.reason}")
+            report.notes.append(f"line 1 (the header): {problem.reason}")
     if first.startswith("\ufeff"):
         first = first[1:]  # a byte order mark the encoding given does not consume
         report.bom_stripped = True
@@ -400,34 +478,53 @@ Record = tuple[int, list[str] | None, Problem | None]  # first line, fields, dec
 def _records(reader: Any, lines: _Lines) -> Iterator[Record]:
     """The file's records with their first line (the header is line 1); blank lines skipped. A
     record the CSV reader cannot read is one rejected record, not the end of the import."""
+    lines.reader = reader
+    problems = lines.problems
+    offset = lines.first_line
     while True:
-        lines.start_record()
-        before = reader.line_num
+        first = reader.line_num + offset
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield before + 2, None, Problem("*", f"unreadable CSV: {exc}")
+            lines.problem_of(first, lines.last_line())
+            yield first, None, Problem("*", f"unreadable CSV: {exc}")
             continue
-        if lines.problem is not None:
-            yield before + 2, row, lines.problem
-        elif row and "".join(row).strip():
-            yield before + 2, row, None
+        if problems:
+            flag = lines.problem_of(first, lines.last_line())
+            if flag is not None:
+                yield first, row, flag
+                continue
+        if row and (row[0].strip() or "".join(row).strip()):
+            yield first, row, None
 
 
-def _scan_duplicates(source: _Source, ref_index: int, width: int) -> dict[int, int]:
+def _scan_duplicates(source: _Source, ref_index: int) -> dict[int, int]:
     """Occurrences of each external reference that the file holds more than once, by hash: a
     first pass, so that every row of an account is merged in memory before the account is
-    written once, wherever its rows fall. Four bytes a row while it runs; then only the repeats."""
+    written once, wherever its rows fall. Four bytes a row while it runs; then only the repeats.
+
+    The references are picked out of each line by a regular expression (a record starts at a
+    line start; a quoted field may span lines): a line inside a quoted field may add a hash
+    that matches nothing, which only keeps a record waiting until the end of the file."""
+    import numpy as np  # only the scan needs it
+
+    d = re.escape(source.delimiter)
+    field_ = rf'(?:"(?:[^"]|"")*"|[^{d}"\r\n]*)'
+    # The rest of each line is consumed, so that the search resumes at the next line's start.
+    pick = re.compile(rf"^(?:{field_}{d}){{{ref_index}}}({field_})[^\n]*", re.MULTILINE)
     hashes = array.array("I")
-    append = hashes.append
     # Read through a wrapper of its own: closing it (a text layer does) leaves the stream open.
     lines = _data_lines(source, io.BufferedReader(_CountingReader(source.stream), 1 << 16))
-    for row in csv.reader(lines, delimiter=source.delimiter):
-        if len(row) == width:
-            append(hash(row[ref_index].strip()) & _HASH_MASK)
-        lines.record.clear()
+    for block in lines._blocks():
+        text = "".join(block)
+        hashes.extend(
+            hash((ref[1:-1].replace('""', '"') if ref[:1] == '"' else ref).strip()) & _HASH_MASK
+            for ref in pick.findall(text)
+        )
+        lines.window.clear()
+    lines.problems.clear()
     if not hashes:
         return {}
     values, counts = np.unique(np.frombuffer(hashes, dtype=np.uint32), return_counts=True)
@@ -501,7 +598,7 @@ async def import_accounts(
                 )
                 if found.first() is None:
                     raise UserError(f"campaign {options.campaign_id} does not exist")
-        repeats = _scan_duplicates(source, columns.fields["external_ref"], len(columns.header))
+        repeats = _scan_duplicates(source, columns.fields["external_ref"])
         counter = _CountingReader(stream)
         lines = _data_lines(source, io.BufferedReader(counter, 1 << 16))
         reader = csv.reader(lines, delimiter=source.delimiter)
@@ -561,7 +658,9 @@ async def _run(
                 report.rows += 1
                 if record is None:
                     report.rejected_rows += 1
-                    out.write(line, problems, True, report, lines.text() if text is None else text)
+                    out.write(
+                        line, problems, True, report, lines.text(line) if text is None else text
+                    )
                 else:
                     report.accepted_rows += 1
                     if problems:
@@ -569,7 +668,7 @@ async def _run(
                         if any(p.action for p in problems):
                             report.rows_decoded_by_fallback += 1
                         out.write(line, problems, False, report,
-                                  lines.text() if text is None else text)  # fmt: skip
+                                  lines.text(line) if text is None else text)  # fmt: skip
                     ref = record.external_ref
                     h = hash(ref) & _HASH_MASK
                     left = repeats.get(h)
@@ -663,7 +762,7 @@ async def _parse_in_workers(
 
     def with_text() -> Iterator[tuple[int, list[str] | None, Problem | None, str]]:
         for line, row, flag in records:
-            yield line, row, flag, lines.text()
+            yield line, row, flag, lines.text(line)
 
     with ProcessPoolExecutor(
         options.workers, context, initializer=_init_worker, initargs=(columns, options.parse)

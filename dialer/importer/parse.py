@@ -19,7 +19,14 @@ from phonenumbers import tzdata as phone_tzdata
 from phonenumbers.phonemetadata import PhoneNumberDesc
 
 from dialer.compliance.profiles import available_profiles
-from dialer.compliance.zones import DebtorEvidence, finding_for, valid_zone, zones_of_parsed
+from dialer.compliance.zones import (
+    POSTAL_KEYS,
+    REGION_KEYS,
+    DebtorEvidence,
+    finding_for,
+    valid_zone,
+    zones_of_parsed,
+)
 from dialer.importer.columns import ColumnMap
 from dialer.importer.countries import jurisdiction_of, region_of, region_of_jurisdiction
 from dialer.store.models import AgingBucket
@@ -555,6 +562,12 @@ class RowParser:
         self._buckets = {d: AgingBucket.for_days_past_due(d).value for d in range(-1, 400)}
         self._phone_columns = tuple((pc.index, pc.kind, pc.header) for pc in columns.phones)
         self._zones_seen: dict[str, bool] = {}  # zone column values already checked
+        # The columns the zones function reads an address from (postal code, state), by the keys
+        # DebtorEvidence.of_account looks for; a file without them gives evidence only by zone.
+        self._evidence_columns = tuple(
+            (i, h) for i, h in columns.extra if h.strip().lower() in (*POSTAL_KEYS, *REGION_KEYS)
+        )
+        self._zone_evidence: dict[str, DebtorEvidence] = {}
         # Country cells already read: (region, jurisdiction, problem); a file holds few spellings.
         self._countries: dict[str, tuple[str, str | None, str | None]] = {}
 
@@ -695,9 +708,20 @@ class RowParser:
         custom = {h: row[i] for i, h in self.columns.extra if row[i] != ""}
         # The account's zone is only what the file says; each phone keeps the zone the one zones
         # function (the claim's) finds for it when that is a single zone, for display.
-        evidence = DebtorEvidence.of_account(zone, custom)
+        evidence: DebtorEvidence | None = None
+        if self._evidence_columns:
+            evidence = DebtorEvidence.of_account(
+                zone, {h: row[i] for i, h in self._evidence_columns}
+            )
+        elif zone:
+            evidence = self._zone_evidence.get(zone)
+            if evidence is None:
+                evidence = DebtorEvidence.of_account(zone, None)
+                if len(self._zone_evidence) < 4096:
+                    self._zone_evidence[zone] = evidence
         for i, p in enumerate(phones):
-            found = finding_for(p.number, p.zones, evidence).zones
+            # With no evidence the finding is the number's own zones: the call is skipped.
+            found = p.zones if evidence is None else finding_for(p.number, p.zones, evidence).zones
             if len(found) == 1:
                 phones[i] = p._replace(time_zone=found[0])
         return (
