@@ -234,7 +234,7 @@ def choose_encoding(head: bytes, encoding: str, fallback: str | None) -> Encodin
     return Encoding(name, source, bom, fallback, wide)
 
 
-_BLOCK = 1 << 20  # bytes decoded at a time
+_BLOCK = 1 << 18  # bytes decoded at a time
 # Line breaks str.splitlines knows and the csv module does not (it ends lines at \r and \n only).
 _ODD_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")

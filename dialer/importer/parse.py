@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -393,7 +394,7 @@ def _tails(pattern: str) -> dict[tuple[str, int], int]:
 
 class _Shape(NamedTuple):
     code: str  # the country code
-    cut_tail: int  # trailing digits that cannot change which prefix is cut
+    tail_cut: int  # trailing digits that cannot change which prefix is cut
     cut_reach: int  # leading digits that may be the prefix cut (national prefix, country code)
     tails: dict[tuple[str, int], int]  # per (first two national digits, length): trailing digits
     # that no pattern reads; absent: no pattern matches such numbers
@@ -447,9 +448,9 @@ _CUTS: dict[tuple[str, int, str], tuple[str, int] | None] = {}
 _NATIONAL: dict[tuple[str, int, str], tuple[str, ...] | None] = {}
 
 
-def _learn_cut(digits: str, region: str) -> tuple[str, int] | None:
+def _learn_cut(text: str, region: str | None, digits: str) -> tuple[str, int] | None:
     try:
-        parsed = phonenumbers.parse(digits, region)
+        parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
     national = phonenumbers.national_significant_number(parsed)
@@ -464,20 +465,14 @@ def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
-def _national_phone(digits: str, region: str) -> tuple[str, tuple[str, ...] | None] | None:
-    """The fast path for national numbers outside North America (the NANP has its own). How
-    `phonenumbers` reads a number depends only on its length and its first digits (how many:
-    `_shape`, from the metadata): the prefix it cuts (national prefix, country code), then
-    validity and zones. Both are learned from the first number of each prefix and reused.
-    None: ask the general parser."""
-    shape = _shape(region)
-    if shape is None or (shape.international is not None and shape.international.match(digits)):
-        return None
-    size = len(digits)
-    key = (region, size, digits[: max(size - shape.cut_tail, shape.cut_reach)])
+def _learned(
+    digits: str, key: tuple[str, int, str], shape: _Shape, text: str, region: str | None
+) -> tuple[str, tuple[str, ...] | None] | None:
+    """The number `digits` as `phonenumbers.parse(text, region)` reads it, from what the first
+    number with the same length and leading digits taught (see `_national_phone`)."""
     cut = _CUTS.get(key, _MISS)
     if cut is _MISS:
-        cut = _learn_cut(digits, region)
+        cut = _learn_cut(text, region, digits)
         _bounded_put(_CUTS, key, cut)
     if cut is None:
         return None
@@ -488,16 +483,59 @@ def _national_phone(digits: str, region: str) -> tuple[str, tuple[str, ...] | No
         return None
     length = len(national)
     needed = max(length - shape.tails.get((national[:2], length), length), shape.lead)
-    facts_key = (region, length, national[:needed])
+    # Validity ("for the row's region or any") and zones depend on the number alone.
+    facts_key = (shape.code, length, national[:needed])
     zones = _NATIONAL.get(facts_key, _MISS)
     if zones is _MISS:
         try:
-            sample = phonenumbers.parse(prefix + national, None)
+            parsed = phonenumbers.parse(prefix + national, None)
         except phonenumbers.NumberParseException:
             return None
-        zones = _facts(sample, region)
+        zones = _facts(parsed, phonenumbers.region_code_for_country_code(int(shape.code)))
         _bounded_put(_NATIONAL, facts_key, zones)
     return prefix + national, zones  # type: ignore[return-value]
+
+
+def _national_phone(digits: str, region: str) -> tuple[str, tuple[str, ...] | None] | None:
+    """The fast path for national numbers outside North America (the NANP has its own). How
+    `phonenumbers` reads a number depends only on its length and its first digits (how many:
+    `_shape`, from the metadata): the prefix it cuts (national prefix, country code), then
+    validity and zones. Both are learned from the first number of each prefix and reused.
+    None: ask the general parser."""
+    shape = _shape(region)
+    if shape is None or (shape.international is not None and shape.international.match(digits)):
+        return None
+    size = len(digits)
+    key = (region, size, digits[: max(size - shape.tail_cut, shape.cut_reach)])
+    return _learned(digits, key, shape, digits, region)
+
+
+# Calling code -> its main region ("1" -> "US", "44" -> "GB"); codes of no region left out.
+_CALLING_CODES = {
+    str(code): regions[0]
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+    if regions and regions[0] != "001"
+}
+
+
+def _international_phone(digits: str, region: str) -> tuple[str, tuple[str, ...] | None] | None:
+    """The fast path for a number written with its country code (the digits after "+"): the
+    country code picks the metadata, the rest is learned as for national numbers."""
+    for size in (1, 2, 3):
+        home = _CALLING_CODES.get(digits[:size])
+        if home is not None:
+            break
+    else:
+        return None
+    if home == "US":
+        # Validity is "for the row's region or any", so any North American region reads it.
+        return _nanp_phone(digits[1:], region if region in _NANP_REGIONS else "US")
+    shape = _shape(home)
+    if shape is None:
+        return None
+    length = len(digits)
+    key = ("+" + home, length, digits[: max(length - shape.tail_cut, shape.cut_reach + size)])
+    return _learned(digits, key, shape, "+" + digits, None)
 
 
 def read_phone(raw: str, region: str) -> tuple[str, tuple[str, ...]]:
@@ -510,13 +548,16 @@ def read_phone(raw: str, region: str) -> tuple[str, tuple[str, ...]]:
     if digits.isdigit() and digits.isascii():
         if region == "MX" or (plus and digits.startswith("52")):
             digits, plus = _mexican(digits, plus, region)
-        if not plus and region not in _NANP_REGIONS:
+        fast = None
+        if plus:
+            fast = _international_phone(digits, region)
+        elif region not in _NANP_REGIONS:
             fast = _national_phone(digits, region)
-            if fast is not None:
-                number, zones = fast
-                if zones is None:
-                    raise ValueError(f"not a valid phone number for region {region}")
-                return number, zones
+        if fast is not None:
+            number, zones = fast
+            if zones is None:
+                raise ValueError(f"not a valid phone number for region {region}")
+            return number, zones
         raw = "+" + digits if plus else digits
     return normalise_phone(raw, region)
 
@@ -568,6 +609,16 @@ class RowParser:
             (i, h) for i, h in columns.extra if h.strip().lower() in (*POSTAL_KEYS, *REGION_KEYS)
         )
         self._zone_evidence: dict[str, DebtorEvidence] = {}
+        # Extra columns (custom fields) taken in one C call: files carry dozens of them.
+        self._extra_names = tuple(h for _i, h in columns.extra)
+        indexes = [i for i, _h in columns.extra]
+        self._extra_values: Callable[[Sequence[str]], tuple[str, ...]] | None = (
+            (lambda row, i=indexes[0]: (row[i],))
+            if len(indexes) == 1
+            else operator.itemgetter(*indexes)
+            if indexes
+            else None
+        )
         # Country cells already read: (region, jurisdiction, problem); a file holds few spellings.
         self._countries: dict[str, tuple[str, str | None, str | None]] = {}
 
@@ -705,7 +756,11 @@ class RowParser:
         if problems and any(p.fatal for p in problems):
             return None, problems
         bucket = self._buckets.get(days) or AgingBucket.for_days_past_due(days).value
-        custom = {h: row[i] for i, h in self.columns.extra if row[i] != ""}
+        values = self._extra_values(row) if self._extra_values else ()
+        if "" in values:
+            custom = {h: v for h, v in zip(self._extra_names, values, strict=True) if v != ""}
+        else:
+            custom = dict(zip(self._extra_names, values, strict=True))
         # The account's zone is only what the file says; each phone keeps the zone the one zones
         # function (the claim's) finds for it when that is a single zone, for display.
         evidence: DebtorEvidence | None = None
