@@ -731,6 +731,17 @@ class RowParser:
             if flag is None:
                 problems.append(Problem(self._col("attorney_represented"), _FLAG_ERROR))
             attorney = bool(flag)
+        evidence: DebtorEvidence | None = None
+        if self._evidence_columns:
+            evidence = DebtorEvidence.of_account(
+                zone, {h: row[i] for i, h in self._evidence_columns if row[i] != ""}
+            )
+        elif zone:
+            evidence = self._zone_evidence.get(zone)
+            if evidence is None:
+                evidence = DebtorEvidence.of_account(zone, None)
+                if len(self._zone_evidence) < 4096:
+                    self._zone_evidence[zone] = evidence
         phones: list[PhoneRecord] = []
         seen: set[str] = set()
         nanp = region in _NANP_REGIONS
@@ -750,7 +761,12 @@ class RowParser:
             if number in seen:
                 continue
             seen.add(number)
-            phones.append(PhoneRecord(number, kind, len(phones) + 1, None, zones))
+            # The account's zone is only what the file says; each phone keeps the zone the one
+            # zones function (the claim's) finds for it when that is a single zone, for display.
+            # With no evidence its finding is the number's own zones: the call is skipped.
+            found = zones if evidence is None else finding_for(number, zones, evidence).zones
+            zone_found = found[0] if len(found) == 1 else None
+            phones.append(PhoneRecord(number, kind, len(phones) + 1, zone_found, zones))
         if not phones:
             problems.append(Problem("phones", "no valid phone number in any phone column"))
         if problems and any(p.fatal for p in problems):
@@ -761,24 +777,6 @@ class RowParser:
             custom = {h: v for h, v in zip(self._extra_names, values, strict=True) if v != ""}
         else:
             custom = dict(zip(self._extra_names, values, strict=True))
-        # The account's zone is only what the file says; each phone keeps the zone the one zones
-        # function (the claim's) finds for it when that is a single zone, for display.
-        evidence: DebtorEvidence | None = None
-        if self._evidence_columns:
-            evidence = DebtorEvidence.of_account(
-                zone, {h: row[i] for i, h in self._evidence_columns}
-            )
-        elif zone:
-            evidence = self._zone_evidence.get(zone)
-            if evidence is None:
-                evidence = DebtorEvidence.of_account(zone, None)
-                if len(self._zone_evidence) < 4096:
-                    self._zone_evidence[zone] = evidence
-        for i, p in enumerate(phones):
-            # With no evidence the finding is the number's own zones: the call is skipped.
-            found = p.zones if evidence is None else finding_for(p.number, p.zones, evidence).zones
-            if len(found) == 1:
-                phones[i] = p._replace(time_zone=found[0])
         return (
             AccountRecord(
                 ref, name, balance, currency, days, bucket, zone, jurisdiction, cease, attorney,
