@@ -215,8 +215,11 @@ def main() -> None:
             run["csv_read_only_rows_per_second"] = floor
             run["fraction_of_csv_read_speed"] = round(run["rows_per_second"] / floor, 3)
             run["meets_20k_rows_per_second"] = run["rows_per_second"] >= 20_000
+            # The machine may be shared: the load while this run ran says how fair it was.
+            run["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
             runs.append(run)
             print(run, flush=True)
+            _write(runs, baseline_commit, complete=False)
 
         for backend in backends:
             if backend == "sqlite":
@@ -240,6 +243,12 @@ def main() -> None:
                                 asyncio.run(drop(url))
             else:
                 raise SystemExit(f"unknown backend {backend}")
+    _write(runs, baseline_commit, complete=True)
+    print(f"written {RESULTS}")
+
+
+def _write(runs: list[dict[str, Any]], baseline_commit: str | None, *, complete: bool) -> None:
+    """The results so far: written after every run, so a long run interrupted keeps its figures."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -249,6 +258,7 @@ def main() -> None:
                 "seven countries, old Mexican formats, Windows-1252 rows, duplicates near and "
                 "20,000 rows apart, multi-line records, 1 row in 23 bad)",
                 "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "complete": complete,
                 "machine": {
                     "cpus": os.cpu_count(),
                     "load_average_at_end": os.getloadavg(),
@@ -269,7 +279,6 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"written {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import charset_normalizer
+import numpy as np
 import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -508,8 +509,6 @@ def _scan_duplicates(source: _Source, ref_index: int) -> dict[int, int]:
     The references are picked out of each line by a regular expression (a record starts at a
     line start; a quoted field may span lines): a line inside a quoted field may add a hash
     that matches nothing, which only keeps a record waiting until the end of the file."""
-    import numpy as np  # only the scan needs it
-
     d = re.escape(source.delimiter)
     field_ = rf'(?:"(?:[^"]|"")*"|[^{d}"\r\n]*)'
     # The rest of each line is consumed, so that the search resumes at the next line's start.

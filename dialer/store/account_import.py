@@ -263,6 +263,8 @@ async def write_accounts(
     texts: dict[tuple[tuple[str, str], ...], str] = {}
 
     def dumps(fields: dict[str, str]) -> str:
+        if len(fields) > 8:
+            return serialize(fields)  # wide files: rows rarely repeat, hashing them costs more
         key = tuple(fields.items())
         text = texts.get(key)
         if text is None:
