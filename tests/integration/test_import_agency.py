@@ -167,3 +167,22 @@ async def test_a_whole_windows_1252_file_is_detected_and_said(
         names = (await conn.execute(select(Account.name).order_by(Account.id))).scalars().all()
         count = (await conn.execute(select(func.count()).select_from(Phone))).scalar_one()
     assert names[0] == "Íñigo Muñoz 0" and count == 40
+
+
+async def test_a_utf16_file_with_its_byte_order_mark_imports(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "excel.csv"
+    rows = "Cuenta\tNombre\tSaldo\tPaís\tCelular\r\n" + "".join(
+        f'U{i}\t"Peña\r\nNúñez {i}"\t{i},50\tPerú\t987 654 {i:03d}\r\n' for i in range(30)
+    )
+    path.write_bytes(rows.encode("utf-16"))  # with its byte order mark, as Excel writes
+    rejects = tmp_path / "rejects.csv"
+    report = await import_file(
+        engine, path, dataclasses.replace(OPTIONS, batch_rows=7), rejects=rejects
+    )
+    assert (report.encoding, report.encoding_source) == ("utf-16-le", "byte order mark")
+    assert (report.accepted_rows, report.rejected_rows) == (30, 0)
+    async with engine.connect() as conn:
+        names = (await conn.execute(select(Account.name).order_by(Account.id))).scalars().all()
+    assert names[1] == "Peña\r\nNúñez 1"
