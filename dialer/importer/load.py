@@ -526,10 +526,18 @@ def _scan_duplicates(source: _Source, ref_index: int) -> dict[int, int]:
     lines.problems.clear()
     if not hashes:
         return {}
-    values, counts = np.unique(np.frombuffer(hashes, dtype=np.uint32), return_counts=True)
+    # Sorted in place, a repeat is an element equal to the one before it: two bytes of working
+    # memory a row beyond the hashes (np.unique's counts would take sixteen).
+    values = np.frombuffer(hashes, dtype=np.uint32).copy()
     del hashes
-    repeated = counts > 1
-    return dict(zip(values[repeated].tolist(), counts[repeated].tolist(), strict=True))
+    values.sort()
+    same = values[1:] == values[:-1]
+    again = values[1:][same]
+    del values, same
+    if not len(again):
+        return {}
+    keys, extra = np.unique(again, return_counts=True)
+    return dict(zip(keys.tolist(), (extra + 1).tolist(), strict=True))
 
 
 def _spooled(stream: IO[bytes]) -> IO[bytes]:

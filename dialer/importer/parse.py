@@ -460,7 +460,7 @@ def _learn_cut(text: str, region: str | None, digits: str) -> tuple[str, int] | 
 
 
 def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= 1 << 16:
+    if len(cache) >= 1 << 14:
         cache.clear()  # memory stays flat; the prefixes in use are learned again
     cache[key] = value
 
