@@ -592,7 +592,9 @@ async def import_accounts(
     with contextlib.ExitStack() as closing:
         if not stream.seekable():
             stream = closing.enter_context(_spooled(stream))
-        source = _open(stream, options, report)
+        # Detection and the duplicate scan read the whole file before any await: in a thread,
+        # so that the event loop (the API's) keeps running meanwhile.
+        source = await asyncio.to_thread(_open, stream, options, report)
         columns = resolve(source.header, options.mapping)
         try:
             parser = RowParser(columns, options.parse)
@@ -605,7 +607,7 @@ async def import_accounts(
                 )
                 if found.first() is None:
                     raise UserError(f"campaign {options.campaign_id} does not exist")
-        repeats = _scan_duplicates(source, columns.fields["external_ref"])
+        repeats = await asyncio.to_thread(_scan_duplicates, source, columns.fields["external_ref"])
         counter = _CountingReader(stream)
         lines = _data_lines(source, io.BufferedReader(counter, 1 << 16))
         reader = csv.reader(lines, delimiter=source.delimiter)
