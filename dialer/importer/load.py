@@ -1,7 +1,9 @@
 """Streaming account import: read a CSV row by row, commit good rows in batches, reject bad ones.
 
-Memory stays flat: at most two batches of records are held (one being written while the next is
-read). Accounts are upserted by (source, external_ref) and phones by (account, number), so
+A first pass finds the external references the file repeats (a hash a row); the second parses,
+merges every row of an account in memory and writes the account once. Memory stays flat: two
+batches of records (one being written while the next is read) and the accounts waiting for a
+later row. Accounts are upserted by (source, external_ref) and phones by (account, number), so
 importing a file again changes nothing. The SQL lives in dialer.store.account_import.
 """
 
