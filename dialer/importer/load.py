@@ -528,14 +528,13 @@ def _scan_duplicates(source: _Source, ref_index: int) -> dict[int, int]:
     lines.problems.clear()
     if not hashes:
         return {}
-    # Sorted in place, a repeat is an element equal to the one before it: two bytes of working
-    # memory a row beyond the hashes (np.unique's counts would take sixteen).
-    values = np.frombuffer(hashes, dtype=np.uint32).copy()
-    del hashes
+    # Sorted in place (the array's own buffer), a repeat is an element equal to the one before
+    # it: one byte of working memory a row beyond the hashes (np.unique's would take sixteen).
+    values = np.frombuffer(hashes, dtype=np.uint32)
     values.sort()
     same = values[1:] == values[:-1]
     again = values[1:][same]
-    del values, same
+    del values, same, hashes
     if not len(again):
         return {}
     keys, extra = np.unique(again, return_counts=True)
