@@ -130,11 +130,19 @@ def _import_options(request: web.Request) -> ImportOptions:
     delimiter = q.get("delimiter") or None
     if delimiter is not None and delimiter not in (",", ";", "\t", "|"):
         fail(400, "invalid_request", "delimiter: one of , ; | or a tab", "delimiter")
+    dry_run = q.get("dry_run", "false")
+    if dry_run not in ("true", "false"):
+        fail(400, "invalid_request", "dry_run: true or false", "dry_run")
+    encoding = q.get("encoding", "auto")
+    if not 0 < len(encoding) <= 32:
+        fail(400, "invalid_request", "encoding: a codec name such as cp1252, or auto", "encoding")
     return ImportOptions(
         source=source,
         campaign_id=common.query_optional_int(request, "campaign_id"),
         parse=ParseOptions(default_region=region, decimal=decimal, currency=currency),
         delimiter=delimiter,
+        encoding=encoding,
+        dry_run=dry_run == "true",
     )
 
 
@@ -283,6 +291,15 @@ _IMPORT_PARAMS = [
     common.query_param("default_region", string(2, pattern="^[A-Z]{2}$"), "For local numbers."),
     common.query_param("currency", string(3, pattern="^[A-Z]{3}$"), "When no currency column."),
     common.query_param("delimiter", string(enum=[",", ";", "|", "\t"]), "Default: guessed."),
+    common.query_param(
+        "encoding", string(32, min_length=1), "The file's encoding; default auto (detected)."
+    ),
+    common.query_param(
+        "dry_run",
+        string(enum=["true", "false"]),
+        "true: report what the import would do (new, updated, unchanged, rejected by reason, "
+        "numbers by country, zones) without writing.",
+    ),
 ]
 REPORT = obj(
     {
@@ -292,6 +309,11 @@ REPORT = obj(
         "accounts_created": integer(),
         "accounts_updated": integer(),
         "accounts_unchanged": integer(),
+        "dry_run": boolean(),
+        "encoding": string(),
+        "rejected_by_reason": {"type": "object", "additionalProperties": integer()},
+        "numbers_by_country": {"type": "object", "additionalProperties": integer()},
+        "zones_assigned": {"type": "object", "additionalProperties": integer()},
         "sample_rejects": {"type": "array", "items": {"type": "object"}},
     },
     additional=True,

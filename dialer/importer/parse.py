@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -19,8 +20,16 @@ from phonenumbers import tzdata as phone_tzdata
 from phonenumbers.phonemetadata import PhoneNumberDesc
 
 from dialer.compliance.profiles import available_profiles
-from dialer.compliance.zones import DebtorEvidence, finding_for, valid_zone, zones_of_parsed
+from dialer.compliance.zones import (
+    POSTAL_KEYS,
+    REGION_KEYS,
+    DebtorEvidence,
+    finding_for,
+    valid_zone,
+    zones_of_parsed,
+)
 from dialer.importer.columns import ColumnMap
+from dialer.importer.countries import jurisdiction_of, region_of, region_of_jurisdiction
 from dialer.store.models import AgingBucket
 
 MAX_BALANCE = Decimal("999999999999.99")  # NUMERIC(14, 2)
@@ -33,6 +42,7 @@ _NANP_REGIONS = frozenset(phonenumbers.region_codes_for_country_code(1))
 # The stdlib's regex parser, to read phonenumbers' metadata patterns (see _nanp_prefix_lengths).
 _sre: Any = importlib.import_module("re._constants")
 _sre_parse: Any = importlib.import_module("re._parser").parse
+_sre_parse_subpattern: Any = importlib.import_module("re._parser").SubPattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,7 @@ class PhoneRecord(NamedTuple):
     phone_type: str
     priority: int
     time_zone: str | None  # only when the number pins one zone
+    zones: tuple[str, ...] = ()  # the number's own candidate zones (before the account's evidence)
 
 
 @dataclass(slots=True)
@@ -103,21 +114,32 @@ class AccountRecord:
     custom_fields: dict[str, str] = field(default_factory=dict)
 
     def merge(self, later: AccountRecord) -> None:
-        """A later row for the same account: its values win, phones accumulate (no repeats)."""
-        known = {p.number for p in self.phones}
-        extra = [p for p in later.phones if p.number not in known]
-        base = len(self.phones)
-        self.phones.extend(
-            PhoneRecord(p.number, p.phone_type, base + i + 1, p.time_zone)
-            for i, p in enumerate(extra)
-        )
+        """A later row for the same account, wherever it is in the file (the README's rules): its
+        values win, except that a value it leaves empty (zone, jurisdiction, a custom field) keeps
+        the earlier one; its new numbers are appended after the known ones, numbered on."""
+        known = {p.number: i for i, p in enumerate(self.phones)}
+        last = max((p.priority for p in self.phones), default=0)
+        for p in later.phones:
+            if p.number not in known:
+                last += 1
+                known[p.number] = len(self.phones)
+                self.phones.append(p._replace(priority=last))
         for name in (
-            "name", "balance", "currency", "days_past_due", "aging_bucket", "jurisdiction",
+            "name", "balance", "currency", "days_past_due", "aging_bucket",
             "cease_communication", "attorney_represented",
         ):  # fmt: skip
             setattr(self, name, getattr(later, name))
         self.time_zone = later.time_zone or self.time_zone
+        self.jurisdiction = later.jurisdiction or self.jurisdiction
         self.custom_fields.update(later.custom_fields)
+        # Each phone's zone as the one zones function finds it with the merged account's
+        # evidence (zone, address), as if the rows had been one.
+        evidence = DebtorEvidence.of_account(self.time_zone, self.custom_fields)
+        for i, p in enumerate(self.phones):
+            found = finding_for(p.number, p.zones, evidence).zones
+            zone = found[0] if len(found) == 1 else None
+            if zone != p.time_zone:
+                self.phones[i] = p._replace(time_zone=zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +147,7 @@ class Problem:
     column: str
     reason: str
     fatal: bool = True  # False: the row is kept (e.g. one bad phone among good ones)
+    action: str = ""  # what was done instead, when not "value dropped, row kept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +311,257 @@ def normalise_phone(raw: str, region: str) -> tuple[str, tuple[str, ...]]:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), found
 
 
+# What people write between the digits of a number, in every country.
+_DIGIT_PUNCT = str.maketrans("", "", " ()-./\u00a0")
+
+
+def _mexican(digits: str, plus: bool, region: str) -> tuple[str, bool]:
+    """Mexico's retired formats to the current ten-digit plan (August 2019): the mobile "1" after
+    +52 and the dialling prefixes 044 and 045 (mobile) and 01 (long distance) before a ten-digit
+    number. `phonenumbers` reads none of them as valid."""
+    if plus:
+        if len(digits) == 13 and digits.startswith("521"):
+            return "52" + digits[3:], True
+        return digits, True
+    if region != "MX":
+        return digits, False
+    size = len(digits)
+    if size == 15 and digits.startswith("00521"):
+        return "52" + digits[5:], True
+    if size == 13 and digits.startswith(("044", "045")):
+        return digits[3:], False
+    if size == 13 and digits.startswith("521"):
+        return "52" + digits[3:], True
+    if size == 12 and digits.startswith("01"):
+        return digits[2:], False
+    if size == 11 and digits[0] == "1":
+        return digits[1:], False
+    return digits, False
+
+
+_ALL_DIGITS = frozenset("0123456789")
+
+
+def _first_digits(op: object, av: Any) -> frozenset[str]:
+    """The digits a regex item accepts first (all ten when that is not simple to say)."""
+    if op is _sre.LITERAL:
+        return frozenset(chr(av))
+    if op is _sre.IN:
+        found: set[str] = set()
+        for kind, value in av:
+            if kind is _sre.LITERAL:
+                found.add(chr(value))
+            elif kind is _sre.RANGE:
+                found.update(chr(c) for c in range(value[0], value[1] + 1))
+            else:
+                return _ALL_DIGITS
+        return frozenset(found) & _ALL_DIGITS
+    if (op is _sre.MAX_REPEAT or op is _sre.MIN_REPEAT) and av[0] >= 1 and len(av[2].data) == 1:
+        return _first_digits(*av[2].data[0])
+    return _ALL_DIGITS
+
+
+_MAX_DIGITS = 17  # longer than any number's national part
+
+
+def _tails(pattern: str) -> dict[tuple[str, int], int]:
+    """Per (first two digits, length): the fewest trailing digits any alternative of a full-match
+    pattern leaves unconstrained (any digit) in numbers of that length starting with them."""
+    fewest: dict[tuple[str, int], int] = {}
+    parsed = _sre_parse(pattern)
+    for path in _paths(parsed.data):
+        low, high = _sre_parse_subpattern(parsed.state, path).getwidth()
+        tail = 0
+        for op, av in reversed(path):
+            run = _any_digit_width(op, av)
+            if run is None:
+                break
+            tail += run[0]
+            if not run[1]:
+                break
+        first = _first_digits(*path[0]) if path else _ALL_DIGITS
+        second = (
+            _first_digits(*path[1])
+            if len(path) > 1 and _sre_parse_subpattern(parsed.state, path[:1]).getwidth() == (1, 1)
+            else _ALL_DIGITS
+        )
+        for lead in (a + b for a in first for b in second):
+            for length in range(low, min(high, _MAX_DIGITS) + 1):
+                key = (lead, length)
+                fewest[key] = min(fewest.get(key, 99), tail)
+    return fewest
+
+
+class _Shape(NamedTuple):
+    code: str  # the country code
+    tail_cut: int  # trailing digits that cannot change which prefix is cut
+    cut_reach: int  # leading digits that may be the prefix cut (national prefix, country code)
+    tails: dict[tuple[str, int], int]  # per (first two national digits, length): trailing digits
+    # that no pattern reads; absent: no pattern matches such numbers
+    lead: int  # leading national digits the zone table and the region choice read
+    international: re.Pattern[str] | None  # the region's international dialling prefix
+
+
+@functools.cache
+def _shape(region: str) -> _Shape | None:
+    """How much of a national number written in `region` decides how `phonenumbers` reads it:
+    derived from its metadata (every pattern of every region of the country code, the zone table's
+    prefixes, the national prefix), or None when the patterns are too complex to analyse."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.country_code is None or metadata.national_prefix_transform_rule:
+        return None
+    code = str(metadata.country_code)
+    tails: dict[tuple[str, int], int] = {}
+    lead = max(
+        (len(k) - len(code) for k in phone_tzdata.TIMEZONE_DATA if k.startswith(code)), default=0
+    )
+    try:
+        for other in phonenumbers.region_codes_for_country_code(metadata.country_code):
+            md = phonenumbers.PhoneMetadata.metadata_for_region(other)
+            if md is None:
+                return None
+            if md.leading_digits:
+                lead = max(lead, _sre_parse(md.leading_digits).getwidth()[1])
+            for desc in vars(md).values():
+                if isinstance(desc, PhoneNumberDesc) and desc.national_number_pattern:
+                    for key, tail in _tails(desc.national_number_pattern).items():
+                        tails[key] = min(tails.get(key, 99), tail)
+        general = metadata.general_desc.national_number_pattern if metadata.general_desc else None
+        cut_tail = min(_tails(general).values(), default=0) if general else 0
+        reach = len(code)
+        if metadata.national_prefix_for_parsing:
+            reach = max(reach, _sre_parse(metadata.national_prefix_for_parsing).getwidth()[1])
+    except (ValueError, TypeError):
+        return None
+    if lead > 15 or reach > 15:
+        return None
+    international = (
+        re.compile(metadata.international_prefix) if metadata.international_prefix else None
+    )
+    return _Shape(code, cut_tail, reach + 1, tails, lead, international)
+
+
+_MISS = object()
+# (region, length, first digits) -> (country code with "+", digits cut), or None: general parser.
+_CUTS: dict[tuple[str, int, str], tuple[str, int] | None] = {}
+# (region, national length, first national digits) -> zones, or None when invalid for region.
+_NATIONAL: dict[tuple[str, int, str], tuple[str, ...] | None] = {}
+
+
+def _learn_cut(text: str, region: str | None, digits: str) -> tuple[str, int] | None:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    national = phonenumbers.national_significant_number(parsed)
+    if not digits.endswith(national):
+        return None  # not a prefix cut: the general parser decides
+    return f"+{parsed.country_code}", len(digits) - len(national)
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= 1 << 14:
+        cache.clear()  # memory stays flat; the prefixes in use are learned again
+    cache[key] = value
+
+
+def _learned(
+    digits: str, key: tuple[str, int, str], shape: _Shape, text: str, region: str | None
+) -> tuple[str, tuple[str, ...] | None] | None:
+    """The number `digits` as `phonenumbers.parse(text, region)` reads it, from what the first
+    number with the same length and leading digits taught (see `_national_phone`)."""
+    cut = _CUTS.get(key, _MISS)
+    if cut is _MISS:
+        cut = _learn_cut(text, region, digits)
+        _bounded_put(_CUTS, key, cut)
+    if cut is None:
+        return None
+    assert isinstance(cut, tuple)
+    prefix, start = cut
+    national = digits[start:]
+    if len(national) < 2 or prefix[1:] != shape.code:
+        return None
+    length = len(national)
+    needed = max(length - shape.tails.get((national[:2], length), length), shape.lead)
+    # Validity ("for the row's region or any") and zones depend on the number alone.
+    facts_key = (shape.code, length, national[:needed])
+    zones = _NATIONAL.get(facts_key, _MISS)
+    if zones is _MISS:
+        try:
+            parsed = phonenumbers.parse(prefix + national, None)
+        except phonenumbers.NumberParseException:
+            return None
+        zones = _facts(parsed, phonenumbers.region_code_for_country_code(int(shape.code)))
+        _bounded_put(_NATIONAL, facts_key, zones)
+    return prefix + national, zones  # type: ignore[return-value]
+
+
+def _national_phone(digits: str, region: str) -> tuple[str, tuple[str, ...] | None] | None:
+    """The fast path for national numbers outside North America (the NANP has its own). How
+    `phonenumbers` reads a number depends only on its length and its first digits (how many:
+    `_shape`, from the metadata): the prefix it cuts (national prefix, country code), then
+    validity and zones. Both are learned from the first number of each prefix and reused.
+    None: ask the general parser."""
+    shape = _shape(region)
+    if shape is None or (shape.international is not None and shape.international.match(digits)):
+        return None
+    size = len(digits)
+    key = (region, size, digits[: max(size - shape.tail_cut, shape.cut_reach)])
+    return _learned(digits, key, shape, digits, region)
+
+
+# Calling code -> its main region ("1" -> "US", "44" -> "GB"); codes of no region left out.
+_CALLING_CODES = {
+    str(code): regions[0]
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+    if regions and regions[0] != "001"
+}
+
+
+def _international_phone(digits: str, region: str) -> tuple[str, tuple[str, ...] | None] | None:
+    """The fast path for a number written with its country code (the digits after "+"): the
+    country code picks the metadata, the rest is learned as for national numbers."""
+    for size in (1, 2, 3):
+        home = _CALLING_CODES.get(digits[:size])
+        if home is not None:
+            break
+    else:
+        return None
+    if home == "US":
+        # Validity is "for the row's region or any", so any North American region reads it.
+        return _nanp_phone(digits[1:], region if region in _NANP_REGIONS else "US")
+    shape = _shape(home)
+    if shape is None:
+        return None
+    length = len(digits)
+    key = ("+" + home, length, digits[: max(length - shape.tail_cut, shape.cut_reach + size)])
+    return _learned(digits, key, shape, "+" + digits, None)
+
+
+def read_phone(raw: str, region: str) -> tuple[str, tuple[str, ...]]:
+    """(E.164, candidate zones) of a number written in a row whose country is `region`: a number
+    with its country code (+52..., 0052...) is that country's, any other is read as a national
+    number of `region` and nothing else. ValueError saying why it is not a valid number."""
+    text = raw.translate(_DIGIT_PUNCT)
+    plus = text[:1] == "+"
+    digits = text[1:] if plus else text
+    if digits.isdigit() and digits.isascii():
+        if region == "MX" or (plus and digits.startswith("52")):
+            digits, plus = _mexican(digits, plus, region)
+        fast = None
+        if plus:
+            fast = _international_phone(digits, region)
+        elif region not in _NANP_REGIONS:
+            fast = _national_phone(digits, region)
+        if fast is not None:
+            number, zones = fast
+            if zones is None:
+                raise ValueError(f"not a valid phone number for region {region}")
+            return number, zones
+        raw = "+" + digits if plus else digits
+    return normalise_phone(raw, region)
+
+
 _FLAGS = {**dict.fromkeys(_FALSE, False), **dict.fromkeys(_TRUE, True)}
 _FLAG_ERROR = "expected yes/no (1/0, true/false, si/no)"
 
@@ -328,11 +602,58 @@ class RowParser:
         self._width = len(columns.header)
         self._buckets = {d: AgingBucket.for_days_past_due(d).value for d in range(-1, 400)}
         self._phone_columns = tuple((pc.index, pc.kind, pc.header) for pc in columns.phones)
-        self._nanp = options.default_region in _NANP_REGIONS
         self._zones_seen: dict[str, bool] = {}  # zone column values already checked
+        # The columns the zones function reads an address from (postal code, state), by the keys
+        # DebtorEvidence.of_account looks for; a file without them gives evidence only by zone.
+        self._evidence_columns = tuple(
+            (i, h) for i, h in columns.extra if h.strip().lower() in (*POSTAL_KEYS, *REGION_KEYS)
+        )
+        self._zone_evidence: dict[str, DebtorEvidence] = {}
+        # Extra columns (custom fields) taken in one C call: files carry dozens of them.
+        self._extra_names = tuple(h for _i, h in columns.extra)
+        indexes = [i for i, _h in columns.extra]
+        self._extra_values: Callable[[Sequence[str]], tuple[str, ...]] | None = (
+            (lambda row, i=indexes[0]: (row[i],))
+            if len(indexes) == 1
+            else operator.itemgetter(*indexes)
+            if indexes
+            else None
+        )
+        # Country cells already read: (region, jurisdiction, problem); a file holds few spellings.
+        self._countries: dict[str, tuple[str, str | None, str | None]] = {}
 
     def _col(self, name: str) -> str:
         return self.columns.header[self.columns.fields[name]]
+
+    def _country(self, cell: str) -> tuple[str, str | None, str | None]:
+        """A country cell: a profile code (US, UK), an ISO code or a country's name in English or
+        Spanish; it sets the region the row's national numbers are read in and its jurisdiction."""
+        text = cell.strip()
+        region: str | None
+        if text.upper() in self._jurisdictions:
+            code: str | None = text.upper()
+            region = region_of_jurisdiction(text.upper())
+            found: tuple[str, str | None, str | None] = (region, code, None)
+        else:
+            region = region_of(text)
+            if not text:
+                found = (self.options.default_region, self.options.jurisdiction, None)
+            elif region is None:
+                found = (
+                    self.options.default_region, None,
+                    f"unknown country {text!r}: give an ISO code (MX) or a name (México, Spain)",
+                )  # fmt: skip
+            elif jurisdiction_of(region) not in self._jurisdictions:
+                found = (
+                    region, None,
+                    f"no compliance profile for {region} ({text!r}); profiles: "
+                    + ", ".join(sorted(self._jurisdictions)),
+                )  # fmt: skip
+            else:
+                found = (region, jurisdiction_of(region), None)
+        if len(self._countries) < 4096:
+            self._countries[cell] = found
+        return found
 
     def _valid_zone(self, zone: str) -> bool:
         known = self._zones_seen.get(zone)
@@ -389,15 +710,16 @@ class RowParser:
                     Problem(self._col("time_zone"), "unknown time zone (use e.g. America/Bogota)")
                 )
         jurisdiction = self.options.jurisdiction
-        raw = None if self._jurisdiction is None else row[self._jurisdiction].strip()
+        region = self.options.default_region
+        raw = None if self._jurisdiction is None else row[self._jurisdiction]
         if raw:
-            jurisdiction = raw.upper()
-            if jurisdiction == "GB":
-                jurisdiction = "UK"
-            if jurisdiction not in self._jurisdictions:
-                problems.append(
-                    Problem(self._col("jurisdiction"), f"no compliance profile {jurisdiction!r}")
-                )
+            country = self._countries.get(raw)
+            if country is None:
+                country = self._country(raw)
+            if country[2] is not None:
+                problems.append(Problem(self._col("jurisdiction"), country[2]))
+            else:
+                region, jurisdiction = country[0], country[1]
         cease = attorney = False
         if self._cease is not None:
             flag = _FLAGS.get(row[self._cease].strip().lower())
@@ -409,42 +731,52 @@ class RowParser:
             if flag is None:
                 problems.append(Problem(self._col("attorney_represented"), _FLAG_ERROR))
             attorney = bool(flag)
+        evidence: DebtorEvidence | None = None
+        if self._evidence_columns:
+            evidence = DebtorEvidence.of_account(
+                zone, {h: row[i] for i, h in self._evidence_columns if row[i] != ""}
+            )
+        elif zone:
+            evidence = self._zone_evidence.get(zone)
+            if evidence is None:
+                evidence = DebtorEvidence.of_account(zone, None)
+                if len(self._zone_evidence) < 4096:
+                    self._zone_evidence[zone] = evidence
         phones: list[PhoneRecord] = []
         seen: set[str] = set()
-        number_zones: dict[str, tuple[str, ...]] = {}
-        region = self.options.default_region
+        nanp = region in _NANP_REGIONS
         for index, kind, header in self._phone_columns:
             raw = row[index].strip()
             if not raw:
                 continue
-            fast = _nanp_phone(raw, region) if self._nanp else None
+            fast = _nanp_phone(raw, region) if nanp else None
             if fast is not None and fast[1] is not None:
                 number, zones = fast[0], fast[1]
             else:
                 try:
-                    number, zones = normalise_phone(raw, region)
+                    number, zones = read_phone(raw, region)
                 except ValueError as exc:
                     problems.append(Problem(header, str(exc), fatal=False))
                     continue
             if number in seen:
                 continue
-            number_zones[number] = zones
             seen.add(number)
-            phones.append(PhoneRecord(number, kind, len(phones) + 1, None))
+            # The account's zone is only what the file says; each phone keeps the zone the one
+            # zones function (the claim's) finds for it when that is a single zone, for display.
+            # With no evidence its finding is the number's own zones: the call is skipped.
+            found = zones if evidence is None else finding_for(number, zones, evidence).zones
+            zone_found = found[0] if len(found) == 1 else None
+            phones.append(PhoneRecord(number, kind, len(phones) + 1, zone_found, zones))
         if not phones:
             problems.append(Problem("phones", "no valid phone number in any phone column"))
         if problems and any(p.fatal for p in problems):
             return None, problems
         bucket = self._buckets.get(days) or AgingBucket.for_days_past_due(days).value
-        custom = {h: row[i] for i, h in self.columns.extra if row[i] != ""}
-        # The account's zone is only what the file says; each phone keeps the zone the one zones
-        # function (the claim's) finds for it when that is a single zone, for display.
-        evidence = DebtorEvidence.of_account(zone, custom)
-        for i, p in enumerate(phones):
-            zones = number_zones.get(p.number, ())
-            found = finding_for(p.number, zones, evidence).zones
-            if len(found) == 1:
-                phones[i] = p._replace(time_zone=found[0])
+        values = self._extra_values(row) if self._extra_values else ()
+        if "" in values:
+            custom = {h: v for h, v in zip(self._extra_names, values, strict=True) if v != ""}
+        else:
+            custom = dict(zip(self._extra_names, values, strict=True))
         return (
             AccountRecord(
                 ref, name, balance, currency, days, bucket, zone, jurisdiction, cease, attorney,

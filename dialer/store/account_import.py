@@ -18,7 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialer.store.models import Account, MemberState
 
-# Columns a re-import may change; an identical row leaves the account (and updated_at) untouched.
+# Columns a later row (of the same file or of a later import) may change: its value wins.
+_LATER_WINS = (
+    "name", "balance", "currency", "days_past_due", "aging_bucket", "cease_communication",
+    "attorney_represented",
+)  # fmt: skip
+# Columns a later row may fill or change but not erase: a known zone is never erased by an
+# unknown one. custom_fields merges key by key. An identical row changes nothing (nor updated_at).
+_KEPT_WHEN_EMPTY = ("time_zone", "jurisdiction")
+# In the order the batch's rows are staged.
 _UPDATABLE = (
     "name", "balance", "currency", "days_past_due", "aging_bucket", "time_zone", "jurisdiction",
     "cease_communication", "attorney_represented",
@@ -75,18 +83,37 @@ class WriteCounts:
 
 
 def _changed(dialect: str) -> str:
-    # An identical row leaves the account (and updated_at) untouched.
     differs = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-    checks = [f"accounts.{c} {differs} excluded.{c}" for c in _UPDATABLE]
+    checks = [f"accounts.{c} {differs} excluded.{c}" for c in _LATER_WINS]
+    checks += [
+        f"(excluded.{c} IS NOT NULL AND accounts.{c} {differs} excluded.{c})"
+        for c in _KEPT_WHEN_EMPTY
+    ]
     if dialect == "postgresql":
-        checks.append("CAST(accounts.custom_fields AS TEXT) IS DISTINCT FROM "
-                      "CAST(excluded.custom_fields AS TEXT)")  # fmt: skip
+        checks.append("NOT (CAST(accounts.custom_fields AS jsonb) @> "
+                      "CAST(excluded.custom_fields AS jsonb))")  # fmt: skip
     else:
-        checks.append("accounts.custom_fields IS NOT excluded.custom_fields")
+        checks.append(f"{_merged_fields('sqlite')} IS NOT json(accounts.custom_fields)")
     return " OR ".join(checks)
 
 
-_SET = ", ".join(f"{c} = excluded.{c}" for c in (*_UPDATABLE, "custom_fields"))
+def _merged_fields(dialect: str) -> str:
+    if dialect == "postgresql":
+        return (
+            "CAST(CAST(accounts.custom_fields AS jsonb) || CAST(excluded.custom_fields AS jsonb) "
+            "AS json)"
+        )
+    return "json_patch(accounts.custom_fields, excluded.custom_fields)"
+
+
+def _set(dialect: str) -> str:
+    return ", ".join(
+        [f"{c} = excluded.{c}" for c in _LATER_WINS]
+        + [f"{c} = COALESCE(excluded.{c}, accounts.{c})" for c in _KEPT_WHEN_EMPTY]
+        + [f"custom_fields = {_merged_fields(dialect)}"]
+    )
+
+
 _ACCOUNT_COLUMNS = ("external_ref", *_UPDATABLE, "custom_fields")
 # The batch reaches Postgres by binary COPY (into a temporary table for accounts, which are
 # upserted from there; straight into phones for new accounts), the cheapest way in for both sides.
@@ -101,7 +128,8 @@ _PG_UPSERT = (
     "SELECT $1::text, " + ", ".join(f"s.{c}" for c in _ACCOUNT_COLUMNS[:-1])
     + ", CAST(s.custom_fields AS json), $2::timestamptz, $2::timestamptz "
     "FROM pg_temp.import_accounts s ORDER BY s.ord "
-    "ON CONFLICT (source, external_ref) DO UPDATE SET " + _SET + ", updated_at = $2::timestamptz "
+    "ON CONFLICT (source, external_ref) DO UPDATE SET " + _set("postgresql")
+    + ", updated_at = $2::timestamptz "
     "WHERE " + _changed("postgresql") + " RETURNING external_ref, id, xmax = 0"
 )  # fmt: skip
 # While a big file goes in, the statistics still describe the small table it was (autovacuum
@@ -118,12 +146,22 @@ _PHONE_COLUMNS = (
 )  # fmt: skip
 # Phones of accounts this transaction created cannot conflict (those rows are not committed and a
 # record's numbers are distinct): they are copied in. Those of existing accounts may be known.
+# Phones of accounts already there, merged: a number the account has keeps its row (a zone it
+# lacked is filled in); new numbers are appended after the account's, numbered on in file order.
 _PG_MORE_PHONES = (
-    "INSERT INTO phones (" + ", ".join(_PHONE_COLUMNS) + ") "
-    "SELECT account_id, number, phone_type, priority, true, false, time_zone, $1::timestamptz "
-    "FROM unnest($2::int8[], $3::text[], $4::text[], $5::int4[], $6::text[]) "
-    "AS p(account_id, number, phone_type, priority, time_zone) "
-    "ON CONFLICT (account_id, number) DO NOTHING"
+    "WITH p AS (SELECT * FROM unnest($2::int8[], $3::text[], $4::text[], $5::int4[], $6::text[]) "
+    "WITH ORDINALITY AS p(account_id, number, phone_type, priority, time_zone, ord)), "
+    "filled AS (UPDATE phones e SET time_zone = p.time_zone FROM p "
+    "WHERE e.account_id = p.account_id AND e.number = p.number AND e.time_zone IS NULL "
+    "AND p.time_zone IS NOT NULL RETURNING e.account_id), "
+    "added AS (INSERT INTO phones (" + ", ".join(_PHONE_COLUMNS) + ") "
+    "SELECT p.account_id, p.number, p.phone_type, "
+    "COALESCE((SELECT max(e.priority) FROM phones e WHERE e.account_id = p.account_id), 0) "
+    "+ row_number() OVER (PARTITION BY p.account_id ORDER BY p.priority), "
+    "true, false, p.time_zone, $1::timestamptz FROM p WHERE NOT EXISTS "
+    "(SELECT 1 FROM phones e WHERE e.account_id = p.account_id AND e.number = p.number) "
+    "ORDER BY p.ord ON CONFLICT (account_id, number) DO NOTHING RETURNING account_id) "
+    "SELECT account_id, true FROM added UNION ALL SELECT account_id, false FROM filled"
 )
 _PG_MEMBERS = (
     "INSERT INTO campaign_accounts (campaign_id, account_id, state, priority, attempts, added_at) "
@@ -154,15 +192,35 @@ _SQLITE_UPSERT = (
     "INSERT INTO accounts (source, " + ", ".join(_ACCOUNT_COLUMNS) + ", created_at, updated_at) "
     "SELECT ?, " + ", ".join(_ACCOUNT_COLUMNS) + ", ?, ? FROM temp.import_accounts "
     "WHERE true ORDER BY rowid "
-    "ON CONFLICT (source, external_ref) DO UPDATE SET " + _SET + ", updated_at = ? "
+    "ON CONFLICT (source, external_ref) DO UPDATE SET " + _set("sqlite") + ", updated_at = ? "
     "WHERE " + _changed("sqlite")
 )  # fmt: skip
+# Only new accounts in the batch: their numbers (distinct, numbered 1..n) cannot be known.
 _SQLITE_PHONES = (
     "INSERT INTO phones (account_id, number, phone_type, priority, valid, dnc, time_zone, "
     "created_at) SELECT a.id, p.number, p.phone_type, p.priority, 1, 0, p.time_zone, ? "
     "FROM temp.import_phones p "
     "JOIN accounts a ON a.source = ? AND a.external_ref = p.external_ref "
     "WHERE true ORDER BY p.rowid ON CONFLICT (account_id, number) DO NOTHING"
+)
+# Some accounts already there: phones merged as on Postgres (_PG_MORE_PHONES).
+_SQLITE_FILL_ZONES = (
+    "UPDATE phones SET time_zone = s.time_zone FROM (SELECT a.id AS account_id, p.number, "
+    "p.time_zone FROM temp.import_phones p "
+    "JOIN accounts a ON a.source = ? AND a.external_ref = p.external_ref "
+    "WHERE p.time_zone IS NOT NULL) AS s "
+    "WHERE phones.account_id = s.account_id AND phones.number = s.number "
+    "AND phones.time_zone IS NULL RETURNING phones.account_id"
+)
+_SQLITE_MORE_PHONES = (
+    "INSERT INTO phones (account_id, number, phone_type, priority, valid, dnc, time_zone, "
+    "created_at) SELECT a.id, p.number, p.phone_type, "
+    "COALESCE((SELECT max(e.priority) FROM phones e WHERE e.account_id = a.id), 0) "
+    "+ row_number() OVER (PARTITION BY a.id ORDER BY p.priority), 1, 0, p.time_zone, ? "
+    "FROM temp.import_phones p "
+    "JOIN accounts a ON a.source = ? AND a.external_ref = p.external_ref "
+    "WHERE NOT EXISTS (SELECT 1 FROM phones e WHERE e.account_id = a.id AND e.number = p.number) "
+    "ORDER BY p.rowid ON CONFLICT (account_id, number) DO NOTHING RETURNING account_id"
 )
 _SQLITE_MEMBERS = (
     "INSERT INTO campaign_accounts (campaign_id, account_id, state, priority, attempts, added_at) "
@@ -205,6 +263,8 @@ async def write_accounts(
     texts: dict[tuple[tuple[str, str], ...], str] = {}
 
     def dumps(fields: dict[str, str]) -> str:
+        if len(fields) > 8:
+            return serialize(fields)  # wide files: rows rarely repeat, hashing them costs more
         key = tuple(fields.items())
         text = texts.get(key)
         if text is None:
@@ -227,15 +287,15 @@ async def write_accounts(
         )  # fmt: skip
         # The ids come back from the upsert (rows it wrote) and, only for rows it left
         # unchanged, from a lookup; they go out with the phones and memberships.
-        changed = await driver.fetch(_PG_UPSERT, source, stamp)
-        written = len(changed)
+        changed_rows = await driver.fetch(_PG_UPSERT, source, stamp)
+        written = len(changed_rows)
         # xmax = 0: the row version is this statement's insert, not an update.
-        created_here = {ref for ref, _id, inserted in changed if inserted}
+        created_here = {ref for ref, _id, inserted in changed_rows if inserted}
         existing = len(records) - len(created_here)
         ids: dict[str, int] = {}
         if written < len(records):
             ids.update(await driver.fetch(_PG_EXISTING, source))
-        ids.update((ref, account_id) for ref, account_id, _inserted in changed)
+        ids.update((ref, account_id) for ref, account_id, _inserted in changed_rows)
         # The custom plans were for the statements above; the foreign-key check of every phone
         # row is a cached plan too, and replanning it per row would cost more than the insert.
         await driver.execute("SET LOCAL plan_cache_mode TO DEFAULT")
@@ -269,9 +329,12 @@ async def write_accounts(
                 "phones", records=fresh, columns=_PHONE_COLUMNS
             )
             counts.phones_added += _inserted(status)
+        # Accounts this batch changed: rows the upsert updated, accounts given phones or zones.
+        changed = {account_id for _ref, account_id, inserted in changed_rows if not inserted}
         if other[0]:
-            status = await driver.execute(_PG_MORE_PHONES, stamp, *other)
-            counts.phones_added += _inserted(status)
+            for account_id, added in await driver.fetch(_PG_MORE_PHONES, stamp, *other):
+                counts.phones_added += bool(added)
+                changed.add(account_id)
         if campaign_id is not None:
             status = await driver.execute(
                 _PG_MEMBERS, campaign_id, MemberState.ACTIVE.value, stamp,
@@ -298,10 +361,28 @@ async def write_accounts(
         await driver.executemany(_SQLITE_STAGE_PHONES, phone_rows)
         async with driver.execute(_SQLITE_EXISTING, (source,)) as cursor:
             existing = int((await cursor.fetchone())[0])
-        async with driver.execute(_SQLITE_UPSERT, (source, stamp, stamp, stamp)) as cursor:
-            written = cursor.rowcount
-        async with driver.execute(_SQLITE_PHONES, (stamp, source)) as cursor:
-            counts.phones_added += cursor.rowcount
+        created = len(records) - existing
+        if existing == 0:
+            # Only new accounts (a first import): the plain statements, nothing to merge.
+            async with driver.execute(_SQLITE_UPSERT, (source, stamp, stamp, stamp)) as cursor:
+                pass
+            async with driver.execute(_SQLITE_PHONES, (stamp, source)) as cursor:
+                counts.phones_added += cursor.rowcount
+            updated = 0
+        else:
+            # Accounts this batch changed: rows the upsert wrote (created or updated), accounts
+            # given phones or zones.
+            async with driver.execute(
+                _SQLITE_UPSERT + " RETURNING id", (source, stamp, stamp, stamp)
+            ) as cursor:
+                changed = {row[0] for row in await cursor.fetchall()}
+            async with driver.execute(_SQLITE_FILL_ZONES, (source,)) as cursor:
+                changed.update(row[0] for row in await cursor.fetchall())
+            async with driver.execute(_SQLITE_MORE_PHONES, (stamp, source)) as cursor:
+                added = [row[0] for row in await cursor.fetchall()]
+            counts.phones_added += len(added)
+            changed.update(added)
+            updated = len(changed) - created
         if campaign_id is not None:
             async with driver.execute(
                 _SQLITE_MEMBERS, (campaign_id, MemberState.ACTIVE.value, stamp, source)
@@ -309,8 +390,12 @@ async def write_accounts(
                 counts.memberships_added += cursor.rowcount
         for statement in _SQLITE_UNSTAGE:
             await driver.execute(statement)
+        counts.accounts_created = created
+        counts.accounts_updated = updated
+        counts.accounts_unchanged = existing - updated
+        return counts
     counts.accounts_created = len(records) - existing
-    counts.accounts_updated = written - counts.accounts_created
+    counts.accounts_updated = len(changed)
     counts.accounts_unchanged = existing - counts.accounts_updated
     return counts
 

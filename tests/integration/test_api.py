@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.app import build_app
@@ -277,6 +277,39 @@ async def test_uploaded_csv_is_imported_and_exported_back_unchanged(client: Clie
         headers={**h, "Content-Type": "text/csv"},
     )
     assert (await again.json())["accounts_unchanged"] == 1
+
+
+async def test_dry_run_upload_reports_what_would_happen_and_writes_nothing(
+    client: Client, engine: AsyncEngine
+) -> None:
+    h = await _as(client, "sup")
+    upload = (
+        "account;name;balance;País;phone\n"
+        "A1;Ana;10.00;México;044 55 1234 5678\n"
+        "A2;Ben;12.00;EE. UU.;(646) 264-4909\n"
+        "A3;Cai;1.00;Narnia;612 345 678\n"
+    )
+    resp = await client.post(
+        "/api/accounts/import",
+        params={"source": "bank", "dry_run": "true"},
+        data=upload.encode("cp1252"),
+        headers={**h, "Content-Type": "text/csv"},
+    )
+    report = await resp.json()
+    assert resp.status == 200, report
+    assert report["dry_run"] is True
+    assert (report["accounts_created"], report["rejected_rows"]) == (2, 1)
+    assert report["numbers_by_country"] == {"MX": 1, "US": 1}
+    assert report["zones_assigned"] == {"America/Mexico_City": 1, "America/New_York": 1}
+    reason = "País: unknown country 'Narnia': give an ISO code (MX) or a name (México, Spain)"
+    assert report["rejected_by_reason"][reason] == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(Account))).scalar_one() == 0
+    bad = await client.post(
+        "/api/accounts/import", params={"dry_run": "maybe"}, data=upload.encode(),
+        headers={**h, "Content-Type": "text/csv"},
+    )  # fmt: skip
+    assert bad.status == 400
 
 
 async def test_upload_of_another_media_type_is_refused(client: Client) -> None:

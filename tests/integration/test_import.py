@@ -230,19 +230,39 @@ async def test_rows_are_stored_as_the_orm_stores_them(engine: AsyncEngine) -> No
     ]
 
 
-async def test_unreadable_line_keeps_the_batches_read_before_it(
+async def test_an_undecodable_line_is_read_by_the_fallback_and_the_import_carries_on(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
     source = tmp_path / "accounts.csv"
     with source.open("w", newline="") as f:
         sample.write(f, sample.SampleSpec(3_000))
     data = source.read_bytes().splitlines(keepends=True)
-    # Line 2402 is not UTF-8; the text layer decodes 8 KiB (~75 lines) ahead of the reader.
-    source.write_bytes(b"".join(data[:2401]) + b"\xff\xfe broken\n" + b"".join(data[2401:]))
-    with pytest.raises(UserError, match="unreadable CSV"):
-        await import_file(engine, source, ImportOptions(batch_rows=500))
-    # Four full batches were handed to the writer before the bad line; the fifth was not.
-    assert await _count(engine, Account) == 2_000
+    # Line 2402 is not UTF-8 (a Windows-1252 "ó"); the text layer used to stop there.
+    bad = b"X2402,Jos\xe9 Le\xf3n,1.00,,,,,,(212) 555-0100,,,\n"
+    source.write_bytes(b"".join(data[:2401]) + bad + b"".join(data[2401:]))
+    rejects = tmp_path / "rejects.csv"
+    report = await import_file(engine, source, ImportOptions(batch_rows=500), rejects=rejects)
+    assert (report.rows, report.accepted_rows, report.rejected_rows) == (3_001, 3_001, 0)
+    assert (report.encoding, report.fallback_encoding, report.rows_decoded_by_fallback) == (
+        "utf-8", "cp1252", 1,
+    )  # fmt: skip
+    async with make_sessionmaker(engine)() as s:
+        name = await s.execute(select(Account.name).where(Account.external_ref == "X2402"))
+        assert name.scalar_one() == "José León"
+    with rejects.open(newline="") as f:
+        (flagged,) = list(csv.DictReader(f))
+    assert flagged["row"] == "2402" and flagged["action"] == "decoded as cp1252, row kept"
+    assert "--encoding cp1252" in flagged["reason"]
+    assert flagged["text"] == "X2402,José León,1.00,,,,,,(212) 555-0100,,,"
+
+    # Without a fallback the row is rejected at its line, naming the options; the rest imports.
+    options = ImportOptions(source="strict", batch_rows=500, fallback_encoding=None)
+    strict = await import_file(engine, source, options, rejects=rejects)
+    assert (strict.accepted_rows, strict.rejected_rows) == (3_000, 1)
+    with rejects.open(newline="") as f:
+        (rejected,) = list(csv.DictReader(f))
+    assert rejected["row"] == "2402" and rejected["action"] == "row rejected"
+    assert "--encoding" in rejected["reason"] and "--fallback-encoding" in rejected["reason"]
 
 
 async def test_automatic_gc_is_paused_during_an_import_and_restored_after(
@@ -257,17 +277,24 @@ async def test_automatic_gc_is_paused_during_an_import_and_restored_after(
     await import_file(engine, source, options, progress=lambda *_: seen.append(gc.isenabled()))
     assert seen and not any(seen)
     assert gc.isenabled()
+
     # Also after a failed import, and nothing already accepted is lost.
-    data = source.read_bytes().splitlines(keepends=True)
-    source.write_bytes(b"".join(data[:1201]) + b"\xff\xfe broken\n")
-    with pytest.raises(UserError, match="unreadable CSV"):
-        await import_file(engine, source, ImportOptions(source="second", batch_rows=500))
+    def fail_at_the_second_batch(rows: int, _bytes: int) -> None:
+        if rows > 1_000:
+            raise RuntimeError("the caller gave up")
+
+    with pytest.raises(RuntimeError, match="gave up"):
+        await import_file(
+            engine, source, ImportOptions(source="second", batch_rows=500),
+            progress=fail_at_the_second_batch,
+        )  # fmt: skip
     assert gc.isenabled()
     async with engine.connect() as conn:
         kept = await conn.execute(
             select(func.count()).select_from(Account).where(Account.source == "second")
         )
-    assert kept.scalar_one() == 1_000
+    # Progress is reported as each batch is handed over: the third had been when it failed.
+    assert kept.scalar_one() == 1_500
 
 
 def test_gc_pause_nests_and_keeps_a_disabled_gc_disabled() -> None:

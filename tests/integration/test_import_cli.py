@@ -47,6 +47,25 @@ def test_import_command_reports_counts_and_writes_rejects(db: Path) -> None:
     assert "accounts 0 new, 0 updated, 390 unchanged; 0 phones added" in again.stdout
 
 
+def test_dry_run_reports_and_writes_nothing_then_the_import_does_what_it_said(db: Path) -> None:
+    (db / "mx.csv").write_bytes(
+        "Cuenta;Nombre;Saldo;País;Celular\n"
+        "M1;José Núñez;1.234,50;México;044 55 1234 5678\n"
+        "M2;Ana Peña;10,00;EE. UU.;(646) 264-4909\n".encode("cp1252")
+    )
+    args = ("import", "mx.csv", "--decimal", ",", "--quiet")
+    dry = _dialer(db, *args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "encoding: cp1252 (detected by charset-normalizer)" in dry.stdout
+    assert "dry run, nothing written: 2 rows: 2 accepted, 0 rejected; accounts 2 new" in dry.stdout
+    assert "numbers by country: MX 1, US 1" in dry.stdout
+    real = _dialer(db, *args)
+    assert "2 rows: 2 accepted, 0 rejected; accounts 2 new" in real.stdout
+    assert "dry run" not in real.stdout
+    again = _dialer(db, *args, "--dry-run")
+    assert "accounts 0 new, 0 updated, 2 unchanged" in again.stdout
+
+
 def test_import_of_a_missing_file_is_one_line(db: Path) -> None:
     out = _dialer(db, "import", "nope.csv")
     assert out.returncode == 2 and out.stderr.strip() == "dialer import: nope.csv: no such file"

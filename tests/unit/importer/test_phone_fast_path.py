@@ -163,16 +163,16 @@ def _row_phone(raw: str, region: str) -> tuple[str, object]:
         reasons = [p.reason for p in problems if p.column == "phone"]
         return "error", reasons[0] if reasons else "empty"
     (phone,) = record.phones
-    zones = normalise_phone(raw, region)[1]
+    zones = parse.read_phone(raw, region)[1]
     assert phone.time_zone == (zones[0] if len(zones) == 1 else None)
     return "ok", (phone.number, zones)
 
 
-def test_row_parser_gives_what_normalise_phone_gives() -> None:
+def test_row_parser_gives_what_read_phone_gives() -> None:
     r = random.Random(3)
     raws = [(_layouts(f"{r.randint(200, 999)}{r.randint(0, 9999999):07d}", r), "US")]
     raws += [(raw, region) for raw, region in ODD if raw.strip()]
     raws += [(_layouts(f"{npa}{r.randint(0, 9999999):07d}", r), "CA") for npa in range(200, 1000)]
     for raw, region in raws:
-        expected = outcome(normalise_phone, raw.strip(), region)
+        expected = outcome(parse.read_phone, raw.strip(), region)
         assert _row_phone(raw, region) == expected, (raw, region)
