@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The desktop's softphone library (SIP.js), pinned by package-lock.json, served from node_modules.
+node_modules/.package-lock.json: package.json package-lock.json
+	command -v npm >/dev/null || scripts/install-test-deps
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(STAMP) node_modules/.package-lock.json
 
 # System packages the tests use (Chromium, promtool); Asterisk is provisioned by its fixture.
 test-deps:

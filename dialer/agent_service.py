@@ -64,6 +64,7 @@ from dialer.store.models import (
     PromiseToPay,
     PtpInstalment,
 )
+from dialer.telephony.softphones import SOFTPHONE
 from pacing.snapshot import AgentState as PacingAgentState
 from pacing.snapshot import AgentView
 
@@ -163,6 +164,12 @@ class AgentTelephony(Protocol):
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None: ...
 
     async def close_agent_channel(self, agent_id: int) -> None: ...
+
+    async def softphone_credentials(self, agent_id: int) -> JsonObject | None:
+        """New SIP credentials for the agent's browser softphone; None: softphone not set up."""
+        ...
+
+    async def softphone_audio_lost(self, agent_id: int, reason: str) -> None: ...
 
     async def originate_preview(self, attempt_id: int, campaign_id: int, agent_id: int) -> None:
         """Dial the preview attempt the agent holds (the engine tracks and routes the call)."""
@@ -452,6 +459,15 @@ class DbAgentPort:
     async def close_agent_channel(self, agent: AgentIdentity) -> None:
         if self.telephony is not None:
             await self.telephony.close_agent_channel(agent.agent_id)
+
+    async def softphone_credentials(self, agent: AgentIdentity) -> JsonObject | None:
+        if self.telephony is None or agent.channel != SOFTPHONE:
+            return None
+        return await self.telephony.softphone_credentials(agent.agent_id)
+
+    async def softphone_audio_lost(self, agent: AgentIdentity, reason: str) -> None:
+        if self.telephony is not None and agent.channel == SOFTPHONE:
+            await self.telephony.softphone_audio_lost(agent.agent_id, reason)
 
     async def record_state(self, change: StateChange) -> None:
         async with self.sessions.begin() as s:
@@ -933,4 +949,8 @@ def add_agent_routes(app: web.Application, settings: Settings) -> AgentHub:
     port = DbAgentPort(app[auth.SESSIONS_KEY])
     hub = add_agents_ws_routes(app, port, settings.agent_grace_seconds)
     hub.on_sockets = metrics.set_ws_connections
+    hub.on_softphone = lambda agent_id, previous, current: metrics.softphone_report(
+        agent_id, previous, current, hub.softphones()
+    )
+    hub.on_refused_audio_down = metrics.count_refused_audio_down
     return hub
