@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,11 @@ log = logging.getLogger("agents_ws.server")
 STATIC_DIR: Final = Path(__file__).parent / "static"
 # The softphone's SIP library, installed by `make install` (npm ci, pinned by package-lock.json);
 # served as it ships (ES modules), never copied into the repository.
-SIPJS_DIR: Final = Path(__file__).resolve().parent.parent / "node_modules" / "sip.js" / "lib"
+# DIALER_SIPJS_DIR: where an installed image keeps it (Dockerfile).
+SIPJS_DIR: Final = Path(
+    os.environ.get("DIALER_SIPJS_DIR")
+    or Path(__file__).resolve().parent.parent / "node_modules" / "sip.js" / "lib"
+)
 HUB: Final = web.AppKey("agent_hub", AgentHub)
 HEARTBEAT_S: Final = 20.0  # websocket pings; a client silent for 2x this is dropped
 # Frames above the hard limit close the socket (aiohttp); between the soft limit (MAX_MESSAGE_BYTES)
