@@ -165,8 +165,9 @@ class AgentTelephony(Protocol):
 
     async def close_agent_channel(self, agent_id: int) -> None: ...
 
-    async def softphone_credentials(self, agent_id: int) -> JsonObject | None:
-        """New SIP credentials for the agent's browser softphone; None: softphone not set up."""
+    async def softphone_credentials(self, agent_id: int, uses_softphone: bool) -> JsonObject | None:
+        """New SIP credentials for the agent's browser softphone (`uses_softphone`: their endpoint
+        is `softphone`); {"simulated": true} in the demo's simulated PBX; None: no softphone."""
         ...
 
     async def softphone_audio_lost(self, agent_id: int, reason: str) -> None: ...
@@ -461,9 +462,11 @@ class DbAgentPort:
             await self.telephony.close_agent_channel(agent.agent_id)
 
     async def softphone_credentials(self, agent: AgentIdentity) -> JsonObject | None:
-        if self.telephony is None or agent.channel != SOFTPHONE:
+        if self.telephony is None:
             return None
-        return await self.telephony.softphone_credentials(agent.agent_id)
+        return await self.telephony.softphone_credentials(
+            agent.agent_id, agent.channel == SOFTPHONE
+        )
 
     async def softphone_audio_lost(self, agent: AgentIdentity, reason: str) -> None:
         if self.telephony is not None and agent.channel == SOFTPHONE:

@@ -78,8 +78,12 @@ class PoolAgentTelephony:
             endpoint = dial_string(agent_id) if self.softphones is not None else None
         return await self.phones.open(agent_id, endpoint)
 
-    async def softphone_credentials(self, agent_id: int) -> JsonObject | None:
+    async def softphone_credentials(self, agent_id: int, uses_softphone: bool) -> JsonObject | None:
         if self.softphones is None or not self.softphones.enabled:
+            return None
+        if self.softphones.simulated:  # `dialer demo` on its simulated PBX: every agent's
+            return {"simulated": True}
+        if not uses_softphone:
             return None
         try:
             return (await self.softphones.issue(agent_id)).to_json()

@@ -20,6 +20,7 @@ const TEXT = {
     sp_mute: "Silenciar", sp_unmute: "Activar micrófono", sp_test: "Prueba de audio", sp_input: "Micrófono",
     sp_output: "Altavoz", sp_dtmf: "Tonos", sp_test_ok: "prueba correcta", sp_test_bad: "no se oye el eco",
     sp_testing: "probando audio…", sp_muted: "silenciado",
+    sp_simulated: "simulado (demo: el PBX simulado pone el audio)",
   },
   en: {
     sp_title: "Phone", sp_off: "off", sp_mic: "asking for the microphone", sp_mic_denied: "microphone denied",
@@ -28,6 +29,7 @@ const TEXT = {
     sp_mute: "Mute", sp_unmute: "Unmute", sp_test: "Audio test", sp_input: "Microphone",
     sp_output: "Speaker", sp_dtmf: "Keypad", sp_test_ok: "test passed", sp_test_bad: "no echo heard",
     sp_testing: "testing audio…", sp_muted: "muted",
+    sp_simulated: "simulated (demo: the simulated PBX plays the audio)",
   },
 };
 const t = (key) => (TEXT[(window.I18N && I18N.lang) || "es"] || TEXT.es)[key] || key;
@@ -208,8 +210,14 @@ function register() {
 }
 
 async function startPhone(sip) {
-  sp.sip = sip; sp.stopped = false; sp.everJoined = false; sp.rejoined = false;
   $("softphone").classList.remove("hidden");
+  if (sip.simulated) {
+    // `dialer demo` on its simulated PBX: no SIP, no audio; the PBX simulates the conversation.
+    $("softphone").dataset.state = "simulated";
+    $("sp-state").textContent = t("sp_simulated");
+    return;
+  }
+  sp.sip = sip; sp.stopped = false; sp.everJoined = false; sp.rejoined = false;
   setState("mic");
   try {
     const probe = await navigator.mediaDevices.getUserMedia({ audio: true });

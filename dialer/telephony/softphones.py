@@ -31,6 +31,9 @@ ENDPOINT_PREFIX = "softphone-"
 # An agent whose `endpoint` is this value uses the desktop's softphone.
 SOFTPHONE = "softphone"
 TURN_TTL_S = 12 * 3600
+# softphone_ws_url of `dialer demo` on its simulated PBX: there is no SIP to register to, and the
+# desktop shows its phone as simulated (the PBX simulates both sides' audio).
+SIMULATED = "simulated"
 
 
 def endpoint_name(agent_id: int) -> str:
@@ -155,6 +158,10 @@ class Softphones:
     @property
     def enabled(self) -> bool:
         return bool(self.ws_url)
+
+    @property
+    def simulated(self) -> bool:
+        return self.ws_url == SIMULATED
 
     async def issue(self, agent_id: int) -> SipCredentials:
         """A fresh random password (the previous one stops working): written, then returned."""
