@@ -302,24 +302,41 @@ $("sp-dtmf").addEventListener("click", (ev) => {
 
 // Calls the echo extension for a few seconds and checks that the agent's own audio comes back.
 async function selfTest() {
-  if (!sp.ua || !sp.registered) return;
   const out = $("sp-test-result");
+  const result = (ok, detail) => {
+    out.textContent = t(ok ? "sp_test_ok" : "sp_test_bad") + (detail ? " · " + detail : "");
+    out.dataset.ok = String(ok);
+  };
+  delete out.dataset.ok;
+  if (!sp.ua || !sp.registered) { result(false, t("sp_" + sp.state)); return; }
   out.textContent = t("sp_testing");
   const target = UserAgent.makeURI("sip:" + sp.sip.echo_exten + "@" + domainOf(sp.sip.uri));
   const inviter = new Inviter(sp.ua, target, { sessionDescriptionHandlerOptions: { constraints: mediaConstraints() } });
-  let energy = 0;
+  const player = new Audio();
   inviter.stateChange.addListener(async (state) => {
-    if (state !== SessionState.Established) return;
-    await new Promise((r) => setTimeout(r, SELF_TEST_MS));
-    const stats = await inviter.sessionDescriptionHandler.peerConnection.getStats();
-    stats.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") energy = s.totalAudioEnergy || 0; });
-    inviter.bye().catch(() => {});
-    const ok = energy > 0.001;
-    out.textContent = t(ok ? "sp_test_ok" : "sp_test_bad");
-    out.dataset.ok = String(ok);
-    out.dataset.energy = String(energy);
+    if (state !== SessionState.Established) {
+      if (state === SessionState.Terminated && out.dataset.ok === undefined) result(false, "ended");
+      return;
+    }
+    try {
+      // The agent hears themselves back (and Chromium decodes, so measures, only played audio).
+      const pc = inviter.sessionDescriptionHandler.peerConnection;
+      player.srcObject = new MediaStream(pc.getReceivers().map((r) => r.track).filter(Boolean));
+      if (sp.outputId && player.setSinkId) player.setSinkId(sp.outputId).catch(() => {});
+      player.play().catch(() => {});
+      await new Promise((r) => setTimeout(r, SELF_TEST_MS));
+      let energy = 0;
+      (await pc.getStats()).forEach((st) => { if (st.type === "inbound-rtp" && st.kind === "audio") energy = st.totalAudioEnergy || 0; });
+      out.dataset.energy = String(energy);
+      result(energy > 0.001);
+    } catch (e) {
+      result(false, String((e && e.message) || e));
+    } finally {
+      player.srcObject = null;
+      inviter.bye().catch(() => {});
+    }
   });
-  inviter.invite().catch(() => { out.textContent = t("sp_test_bad"); out.dataset.ok = "false"; });
+  inviter.invite().catch((e) => result(false, String((e && e.message) || e)));
 }
 $("sp-test").addEventListener("click", () => { selfTest(); });
 

@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from agents_ws.server import HUB
 from dialer.app import build_app
 from dialer.auth import hash_password
-from dialer.runtime import RUNTIME
+from dialer.runtime import RUNTIME, revoke_softphone
 from dialer.settings import AmiServer, Settings
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.models import Account, Agent, CallAttempt, Campaign, CampaignAccount, Phone
@@ -286,6 +286,15 @@ def test_softphone_joins_survives_a_cut_and_carries_audio_both_ways(
     )
     shot(browser, "ready")
 
+    # The pre-shift audio test: the echo extension sends the agent's tone back.
+    wait.until(lambda b: b.execute_script("return window.softphone.registered;") is True)
+    browser.find_element(By.ID, "sp-test").click()
+    WebDriverWait(browser, 20, poll_frequency=0.2).until(
+        lambda b: b.find_element(By.ID, "sp-test-result").get_attribute("data-ok") is not None
+    )
+    echo = browser.find_element(By.ID, "sp-test-result")
+    assert echo.get_attribute("data-ok") == "true", (echo.text, echo.get_attribute("data-energy"))
+
     # The websocket to Asterisk cut for 5 s: audio lost at once, no call routed meanwhile.
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ALT, "r")  # ready for calls
     wait.until(
@@ -345,3 +354,16 @@ def test_softphone_joins_survives_a_cut_and_carries_audio_both_ways(
     assert abs(hz - AGENT_TONE_HZ) < 15, f"the debtor heard {hz:.0f} Hz, not the agent's tone"
     assert rms > 300
     assert during["audioLevel"] > 0.01
+
+    # The agent is disabled (or re-credentialed): the softphone's password stops working at once,
+    # its session is hung up, and it cannot come back.
+    revoked_at = time.monotonic()
+    live.call(revoke_softphone(live.app, agent_id))
+    wait.until(lambda b: softphone_state(b) != "ready")
+    assert not hub.sessions[agent_id].phone_up
+    gone_after = time.monotonic() - revoked_at
+    time.sleep(6)  # the softphone's re-join tries meanwhile (1, 2 s apart) must all fail
+    assert softphone_state(browser) != "ready"
+    assert browser.execute_script("return window.softphone.registered;") is False
+    assert not hub.sessions[agent_id].phone_up
+    print(f"revoked: the softphone lost its session {gone_after:.1f} s later and stayed out")
