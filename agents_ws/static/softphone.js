@@ -4,13 +4,13 @@
 // are bridged in without ringing. It tells the agent and the dialer each step (softphone.status):
 // a lost websocket or lost media counts the agent's audio down at once (no call is routed to
 // them), then it re-registers and re-joins by itself.
-import { Inviter, Registerer, RegistererState, SessionState, UserAgent } from "/agent/vendor/sip.js/index.js";
+import { Inviter, Registerer, SessionState, UserAgent } from "/agent/vendor/sip.js/index.js";
 
 const $ = (id) => document.getElementById(id);
 const STATS_EVERY_MS = 2000;
 const REPORT_EVERY_MS = 5000;
 const REJOIN_MAX_MS = 5000;
-const SELF_TEST_MS = 4000;
+const SELF_TEST_MS = 10000;
 
 const TEXT = {
   es: {
@@ -47,11 +47,14 @@ const sp = {
   sip: null, ua: null, registerer: null, session: null, state: "off", muted: false, rejoined: false,
   everJoined: false, inputId: "", outputId: "", reqId: null, lastReport: 0, quality: null,
   prev: null, statsTimer: null, rejoinDelay: 1000, rejoinTimer: null, stopped: true, registered: false,
+  steps: [],
 };
 window.softphone = sp; // for the tests and for debugging in the console (holds no secret once started)
 
 function setState(state, detail) {
   sp.state = state;
+  sp.steps.push([Math.round(performance.now()), state, detail || ""]); // what the agent was shown
+  if (sp.steps.length > 200) sp.steps.shift();
   const panel = $("softphone");
   panel.dataset.state = state;
   $("sp-state").textContent = t("sp_" + state) + (detail ? " · " + detail : "");
@@ -197,15 +200,19 @@ async function rejoin() {
   }
 }
 
+// Resolves on the registrar's 200 itself: after a reconnect the Registerer may still say
+// "Registered" from before, so waiting for a state change would wait for nothing.
 function register() {
   return new Promise((resolve, reject) => {
-    const r = sp.registerer;
-    const done = (state) => {
-      if (state === RegistererState.Registered) { r.stateChange.removeListener(done); sp.registered = true; resolve(); }
-    };
-    r.stateChange.addListener(done);
-    r.register({ requestDelegate: { onReject: (res) => { r.stateChange.removeListener(done); reject(new Error("register rejected " + res.message.statusCode)); } } })
-      .catch((e) => { r.stateChange.removeListener(done); reject(e); });
+    sp.registerer.register({
+      requestDelegate: {
+        onAccept: () => { sp.registered = true; resolve(); },
+        onReject: (res) => {
+          sp.registered = false; // e.g. the agent was disabled: their password no longer works
+          reject(new Error("register rejected " + res.message.statusCode));
+        },
+      },
+    }).catch(reject);
   });
 }
 
@@ -324,9 +331,12 @@ async function selfTest() {
       player.srcObject = new MediaStream(pc.getReceivers().map((r) => r.track).filter(Boolean));
       if (sp.outputId && player.setSinkId) player.setSinkId(sp.outputId).catch(() => {});
       player.play().catch(() => {});
-      await new Promise((r) => setTimeout(r, SELF_TEST_MS));
+      // Passed as soon as the echo is heard (ICE and DTLS may take a moment after the answer).
       let energy = 0;
-      (await pc.getStats()).forEach((st) => { if (st.type === "inbound-rtp" && st.kind === "audio") energy = st.totalAudioEnergy || 0; });
+      for (let waited = 0; waited < SELF_TEST_MS && energy <= 0.001; waited += 250) {
+        await new Promise((r) => setTimeout(r, 250));
+        (await pc.getStats()).forEach((st) => { if (st.type === "inbound-rtp" && st.kind === "audio") energy = st.totalAudioEnergy || 0; });
+      }
       out.dataset.energy = String(energy);
       result(energy > 0.001);
     } catch (e) {
