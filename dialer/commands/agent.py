@@ -35,7 +35,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("login")
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=[r.value for r in Role], default=Role.AGENT.value)
-    add.add_argument("--endpoint", help="e.g. PJSIP/agent1001")
+    add.add_argument(
+        "--endpoint",
+        help="the agent's phone, e.g. PJSIP/agent1001, or 'softphone' for the desktop's "
+        "WebRTC phone",
+    )
     add.add_argument("--language", default="es")
     actions.add_parser("list", help="list logins")
     p.set_defaults(func=run)
