@@ -101,8 +101,15 @@ class PoolAgentTelephony:
         await self.phones.drop(agent_id, "softphone_revoked")
 
     async def close_agent_channel(self, agent_id: int) -> None:
-        """Hang up every session of the agent, on whichever server holds it."""
+        """Hang up every session of the agent, on whichever server holds it; a softphone's SIP
+        password dies with the shift (the next login gets a new one)."""
         await self.phones.close(agent_id)
+        if (
+            self.softphones is not None
+            and self.softphones.enabled
+            and not self.softphones.simulated
+        ):
+            await self.softphones.revoke(agent_id)
 
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None:
         if attempt_id is None:

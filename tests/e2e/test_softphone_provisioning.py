@@ -9,7 +9,9 @@ import time
 
 import pytest
 
+from dialer.runtime import PoolAgentTelephony
 from dialer.settings import AmiServer
+from dialer.telephony.agent_sessions import AgentSessions
 from dialer.telephony.pool import ServerPool
 from dialer.telephony.softphones import Softphones
 from tests.fixtures.asterisk import AsteriskAmi
@@ -43,5 +45,26 @@ async def test_credentials_work_rotate_and_stop_working_when_revoked(
         await phones.revoke(AGENT)
         assert await register(asterisk_ami.ws_url, second.username, second.password) != 200
         assert time.monotonic() - revoked_at < 5
+    finally:
+        await pool.close()
+
+
+async def test_the_password_dies_with_the_agents_logout(asterisk_ami: AsteriskAmi) -> None:
+    assert asterisk_ami.ws_url
+    pool = ServerPool.from_settings((AmiServer.parse(asterisk_ami.url),))
+    await pool.start()
+    try:
+        await pool.wait_connected(10)
+        telephony = PoolAgentTelephony(
+            pool,
+            phones=AgentSessions(pool, lambda _agent, _up, _why: None),
+            softphones=Softphones(pool, asterisk_ami.ws_url),
+        )
+        sip = await telephony.softphone_credentials(AGENT + 1, uses_softphone=True)
+        assert sip is not None
+        username, password = str(sip["username"]), str(sip["password"])
+        assert await register(asterisk_ami.ws_url, username, password) == 200
+        await telephony.close_agent_channel(AGENT + 1)  # logout
+        assert await register(asterisk_ami.ws_url, username, password) != 200
     finally:
         await pool.close()
