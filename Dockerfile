@@ -7,13 +7,22 @@ COPY pacing ./pacing
 COPY agents_ws ./agents_ws
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
+# The desktop's softphone library, from npm with the lockfile (served by the dialer).
+FROM debian:trixie-slim AS js
+RUN apt-get update && apt-get install -y --no-install-recommends npm && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 RUN useradd --system --create-home --uid 10001 dialer
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
 WORKDIR /app
 COPY migrations ./migrations
+COPY --from=js /src/node_modules/sip.js/lib ./vendor/sip.js
 ENV DIALER_MIGRATIONS_DIR=/app/migrations \
+    DIALER_SIPJS_DIR=/app/vendor/sip.js \
     DIALER_HTTP_HOST=0.0.0.0 \
     DIALER_HTTP_PORT=8080 \
     DIALER_LOG_FORMAT=json

@@ -12,9 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The desktop's softphone library (SIP.js), pinned by package-lock.json, served from node_modules.
+node_modules/.package-lock.json: package.json package-lock.json
+	scripts/install-node
+	npm ci --no-audit --no-fund
+	touch $@
 
-# System packages the tests use (Chromium, promtool); Asterisk is provisioned by its fixture.
+install: $(STAMP) node_modules/.package-lock.json
+
+# System packages the tests use (Chromium, promtool, libfaketime, node); Asterisk is provisioned by
+# its fixture.
 test-deps:
 	scripts/install-test-deps
 

@@ -120,6 +120,16 @@ class EnginePort(Protocol):
         """The agent logged out: hang up their nailed-up channel (their phone stops holding)."""
         ...
 
+    async def softphone_credentials(self, agent: AgentIdentity) -> JsonObject | None:
+        """Fresh SIP credentials for the desktop's softphone (a new random password each time,
+        never the agent's own), or None when this agent does not use the softphone."""
+        ...
+
+    async def softphone_audio_lost(self, agent: AgentIdentity, reason: str) -> None:
+        """The softphone says its audio is gone (websocket to Asterisk down, media failed):
+        count the agent's session down now, before Asterisk notices."""
+        ...
+
     async def record_state(self, change: StateChange) -> None: ...
 
     async def submit_disposition(

@@ -36,12 +36,14 @@ from agents_ws.protocol import (
     JsonObject,
     JsonValue,
     ProtocolError,
+    SoftphoneStatus,
     encode,
     opt_int,
     parse_callback,
     parse_disposition,
     parse_pause_reason,
     parse_promise,
+    parse_softphone_status,
     parse_wrong_number,
     req_int,
     req_str,
@@ -122,6 +124,13 @@ class AgentHub:
         self.sessions: dict[int, AgentSession] = {}
         # Told the number of open agent sockets whenever it changes (the dialer's metric).
         self.on_sockets: Callable[[int], None] | None = None
+        # Each softphone report (metrics), with the agent's previous one (None: first).
+        self.on_softphone: (
+            Callable[[int, SoftphoneStatus | None, SoftphoneStatus | None], None] | None
+        ) = None
+        self._softphones: dict[int, SoftphoneStatus] = {}
+        # A call found no agent while a ready agent of its campaign had their audio down.
+        self.on_refused_audio_down: Callable[[], None] | None = None
         # Told an agent's id whenever their state or campaign changes (the cluster's presence).
         self.on_change: Callable[[int], None] | None = None
         self._calls: dict[str, int] = {}  # call_id -> agent_id
@@ -204,6 +213,15 @@ class AgentHub:
         now = self.clock()
         best = self._longest_waiting(offer.campaign_id, agent_id, now)
         if best is None:
+            if self.on_refused_audio_down is not None and any(
+                s.sm.state == S.READY
+                and not s.phone_up
+                and s.campaign_id in (None, offer.campaign_id)
+                and agent_id in (None, s.identity.agent_id)
+                for s in self.sessions.values()
+            ):
+                # Someone was ready for it but their audio was down.
+                self.on_refused_audio_down()
             return None
         self._start_call(best, offer, now)
         return best.identity.agent_id
@@ -495,6 +513,10 @@ class AgentHub:
             s.outlet = None
             s.disconnected_at = self.clock()
             self._count_sockets()
+            # The softphone lived in that page: it is gone with it.
+            gone = self._softphones.pop(s.identity.agent_id, None)
+            if gone is not None and self.on_softphone is not None:
+                self.on_softphone(s.identity.agent_id, gone, None)
 
     def _count_sockets(self) -> None:
         if self.on_sockets is not None:
@@ -533,6 +555,8 @@ class AgentHub:
             return {"v": PROTOCOL_VERSION, "type": "pong", "re": env.id}
         if kind.startswith("supervisor."):
             return await self._supervisor(s, env)
+        if kind.startswith("softphone."):
+            return await self._softphone(s, env)
         if kind == "state.ready":
             return self._ready(s, env, now)
         if kind == "state.pause":
@@ -590,6 +614,35 @@ class AgentHub:
                     self._move(s, S.READY, self.clock(), "preview_skipped")
             return _ack(env, Ack(call.attempt_id))
         raise ProtocolError("unknown_type", f"unknown message type {kind!r}", "type")
+
+    async def _softphone(self, s: AgentSession, env: Envelope) -> JsonObject | None:
+        """The desktop's softphone: its SIP credentials (after login, fresh each time), and its
+        reports. A report of lost audio counts the agent's session down at once (no call is
+        routed to them) and hangs it up; the softphone's re-join brings it back."""
+        if env.type == "softphone.credentials":
+            sip = await self._port(self.port.softphone_credentials(s.identity))
+            if sip is None:
+                raise ProtocolError(
+                    "unavailable", "this agent has no softphone (their phone is a SIP phone)"
+                )
+            return {
+                "v": PROTOCOL_VERSION,
+                "type": "softphone.credentials",
+                "re": env.id,
+                "sip": sip,
+            }
+        report = parse_softphone_status(env)
+        previous = self._softphones.get(s.identity.agent_id)
+        self._softphones[s.identity.agent_id] = report
+        if self.on_softphone is not None:
+            self.on_softphone(s.identity.agent_id, previous, report)
+        if report.state == "audio_lost" and (previous is None or previous.state != "audio_lost"):
+            await self._port(self.port.softphone_audio_lost(s.identity, "audio_lost"))
+        return None
+
+    def softphones(self) -> dict[int, SoftphoneStatus]:
+        """The last report of each agent's softphone (metrics read it)."""
+        return dict(self._softphones)
 
     def _ready(self, s: AgentSession, env: Envelope, now: float) -> JsonObject | None:
         campaign_id = opt_int(env.body, "campaign_id")

@@ -60,7 +60,9 @@ SUBMISSIONS: Final = frozenset(
     }
 )
 CLIENT_TYPES: Final = frozenset(
-    {"ping", "state.ready", "state.pause", "state.logout", "supervisor.subscribe"} | SUBMISSIONS
+    {"ping", "state.ready", "state.pause", "state.logout", "supervisor.subscribe"}
+    | SUBMISSIONS
+    | {"softphone.credentials", "softphone.status"}
 )
 PAUSE_REASONS: Final = ("break", "lunch", "training", "meeting", "technical", "personal")
 
@@ -430,3 +432,53 @@ def parse_pause_reason(env: Envelope) -> str:
             "invalid_field", f"reason must be one of {', '.join(PAUSE_REASONS)}", "reason"
         )
     return reason
+
+
+# --- the softphone's reports (agents_ws/static/softphone.js) --------------------------------
+
+SOFTPHONE_STATES: Final = ("joining", "ready", "audio_lost", "rejoining", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class SoftphoneStatus:
+    """What the desktop's softphone says of itself: its state, whether it is registered, and
+    its audio quality from WebRTC stats (None until it has some)."""
+
+    state: str
+    registered: bool
+    rejoined: bool
+    loss_pct: float | None
+    jitter_ms: float | None
+    rtt_ms: float | None
+    mos: float | None
+
+
+def _opt_number(body: JsonObject, name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ProtocolError("invalid_field", f"{name} must be a number from {low} to {high}", name)
+    return float(value)
+
+
+def parse_softphone_status(env: Envelope) -> SoftphoneStatus:
+    state = env.body.get("state")
+    if state not in SOFTPHONE_STATES:
+        raise ProtocolError(
+            "invalid_field", f"state must be one of {', '.join(SOFTPHONE_STATES)}", "state"
+        )
+    registered = env.body.get("registered", False)
+    rejoined = env.body.get("rejoined", False)
+    for name, value in (("registered", registered), ("rejoined", rejoined)):
+        if not isinstance(value, bool):
+            raise ProtocolError("invalid_field", f"{name} must be true or false", name)
+    return SoftphoneStatus(
+        str(state),
+        bool(registered),
+        bool(rejoined),
+        _opt_number(env.body, "loss_pct", 0, 100),
+        _opt_number(env.body, "jitter_ms", 0, 60_000),
+        _opt_number(env.body, "rtt_ms", 0, 60_000),
+        _opt_number(env.body, "mos", 1, 5),
+    )

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ from agents_ws.state import AgentState
 log = logging.getLogger("agents_ws.server")
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
+# The softphone's SIP library, installed by `make install` (npm ci, pinned by package-lock.json);
+# served as it ships (ES modules), never copied into the repository.
+# DIALER_SIPJS_DIR: where an installed image keeps it (Dockerfile).
+SIPJS_DIR: Final = Path(
+    os.environ.get("DIALER_SIPJS_DIR")
+    or Path(__file__).resolve().parent.parent / "node_modules" / "sip.js" / "lib"
+)
 HUB: Final = web.AppKey("agent_hub", AgentHub)
 HEARTBEAT_S: Final = 20.0  # websocket pings; a client silent for 2x this is dropped
 # Frames above the hard limit close the socket (aiohttp); between the soft limit (MAX_MESSAGE_BYTES)
@@ -295,6 +303,10 @@ def add_agents_ws_routes(
     app.router.add_get("/supervisor", _redirect_supervisor)
     app.router.add_get("/supervisor/", _supervisor_page)
     app.router.add_static("/agent/static/", STATIC_DIR)
+    if SIPJS_DIR.is_dir():
+        app.router.add_static("/agent/vendor/sip.js/", SIPJS_DIR)
+    else:
+        log.warning("softphone library missing (%s): run make install", SIPJS_DIR)
 
     async def hub_task(_app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(hub.run(), name="agent-hub")]

@@ -40,6 +40,7 @@ from agents_ws.hub import AgentHub
 from agents_ws.protocol import (
     CallbackRequest,
     DispositionRequest,
+    JsonObject,
     PromiseRequest,
     WrongNumberRequest,
 )
@@ -142,6 +143,12 @@ class BenchPort:
         return True
 
     async def close_agent_channel(self, agent: AgentIdentity) -> None:
+        return None
+
+    async def softphone_credentials(self, agent: AgentIdentity) -> JsonObject | None:
+        return None
+
+    async def softphone_audio_lost(self, agent: AgentIdentity, reason: str) -> None:
         return None
 
     async def record_state(self, change: StateChange) -> None:

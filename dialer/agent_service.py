@@ -72,6 +72,7 @@ from dialer.store.models import (
     PtpInstalment,
 )
 from dialer.telephony.asterisk import CallNotFound
+from dialer.telephony.softphones import SOFTPHONE
 from pacing.snapshot import AgentState as PacingAgentState
 from pacing.snapshot import AgentView
 
@@ -171,6 +172,13 @@ class AgentTelephony(Protocol):
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None: ...
 
     async def close_agent_channel(self, agent_id: int) -> None: ...
+
+    async def softphone_credentials(self, agent_id: int, uses_softphone: bool) -> JsonObject | None:
+        """New SIP credentials for the agent's browser softphone (`uses_softphone`: their endpoint
+        is `softphone`); {"simulated": true} in the demo's simulated PBX; None: no softphone."""
+        ...
+
+    async def softphone_audio_lost(self, agent_id: int, reason: str) -> None: ...
 
     async def originate_preview(self, attempt_id: int, campaign_id: int, agent_id: int) -> None:
         """Dial the preview attempt the agent holds (the engine tracks and routes the call)."""
@@ -521,6 +529,17 @@ class DbAgentPort:
     async def close_agent_channel(self, agent: AgentIdentity) -> None:
         if self.telephony is not None:
             await self.telephony.close_agent_channel(agent.agent_id)
+
+    async def softphone_credentials(self, agent: AgentIdentity) -> JsonObject | None:
+        if self.telephony is None:
+            return None
+        return await self.telephony.softphone_credentials(
+            agent.agent_id, agent.channel == SOFTPHONE
+        )
+
+    async def softphone_audio_lost(self, agent: AgentIdentity, reason: str) -> None:
+        if self.telephony is not None and agent.channel == SOFTPHONE:
+            await self.telephony.softphone_audio_lost(agent.agent_id, reason)
 
     async def record_state(self, change: StateChange) -> None:
         async with self.sessions.begin() as s:
@@ -1086,4 +1105,8 @@ def add_agent_routes(app: web.Application, settings: Settings) -> AgentHub:
         app, port, settings.agent_grace_seconds, token_check=port.still_valid
     )
     hub.on_sockets = metrics.set_ws_connections
+    hub.on_softphone = lambda agent_id, previous, current: metrics.softphone_report(
+        agent_id, previous, current, hub.softphones()
+    )
+    hub.on_refused_audio_down = metrics.count_refused_audio_down
     return hub

@@ -15,6 +15,8 @@ from decimal import Decimal
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from agents_ws.protocol import SoftphoneStatus
+
 log = logging.getLogger(__name__)
 
 # Label vocabularies. A value outside them is counted as "other": a typo or a new code in the
@@ -138,6 +140,42 @@ AGENTS = Gauge(
     ["campaign", "state"],
 )
 WS_CONNECTIONS = Gauge("dialer_websocket_connections", "Open agent websocket connections.")
+
+# --- the desktop's softphone (no per-agent labels: aggregated over agents) ----------------------
+SOFTPHONES_REGISTERED = Gauge(
+    "dialer_softphones_registered", "Agents' browser softphones registered to Asterisk now."
+)
+SOFTPHONES_AUDIO_UP = Gauge(
+    "dialer_softphones_audio_up", "Agents' browser softphones whose audio session is up now."
+)
+SOFTPHONE_MOS = Histogram(
+    "dialer_softphone_mos",
+    "Estimated MOS (E-model, from loss, jitter and round trip) of softphone reports.",
+    buckets=(1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 5.0),
+)
+SOFTPHONE_LOSS = Histogram(
+    "dialer_softphone_packet_loss_percent",
+    "Inbound packet loss (%) of softphone reports.",
+    buckets=(0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+)
+SOFTPHONE_JITTER = Histogram(
+    "dialer_softphone_jitter_seconds",
+    "Inbound jitter of softphone reports.",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5),
+)
+SOFTPHONE_RTT = Histogram(
+    "dialer_softphone_rtt_seconds",
+    "Round trip to Asterisk of softphone reports.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.8, 1.5),
+)
+SOFTPHONE_REJOINS = Counter(
+    "dialer_softphone_rejoins_total",
+    "Softphones that re-joined their agent session by themselves after losing it.",
+)
+CALLS_REFUSED_AUDIO_DOWN = Counter(
+    "dialer_calls_refused_audio_down_total",
+    "Answered calls no agent took while a ready agent of the campaign had their audio down.",
+)
 
 # --- pacing ------------------------------------------------------------------------------------
 PACING_DECISIONS = Counter(
@@ -564,3 +602,38 @@ def observe_loop_lag(seconds: float) -> None:
 
 def record_login_refused(reason: str) -> None:
     LOGIN_REFUSALS.labels(_known("reason", reason, LOGIN_REASONS)).inc()
+
+
+def softphone_report(
+    agent_id: int,
+    previous: SoftphoneStatus | None,
+    current: SoftphoneStatus | None,
+    every: Mapping[int, SoftphoneStatus],
+) -> None:
+    """One softphone report (`current` None: its page went away); `every` is the hub's last
+    report of each agent, from which the gauges are recounted."""
+    del agent_id  # never a label
+    SOFTPHONES_REGISTERED.set(sum(1 for r in every.values() if r.registered))
+    SOFTPHONES_AUDIO_UP.set(sum(1 for r in every.values() if r.state == "ready"))
+    if current is None:
+        return
+    if (
+        current.rejoined
+        and current.state == "ready"
+        and (previous is None or previous.state != "ready")
+    ):
+        SOFTPHONE_REJOINS.inc()
+    if current.state != "ready":
+        return
+    for value, histogram, scale in (
+        (current.mos, SOFTPHONE_MOS, 1.0),
+        (current.loss_pct, SOFTPHONE_LOSS, 1.0),
+        (current.jitter_ms, SOFTPHONE_JITTER, 0.001),
+        (current.rtt_ms, SOFTPHONE_RTT, 0.001),
+    ):
+        if value is not None and math.isfinite(value):
+            histogram.observe(value * scale)
+
+
+def count_refused_audio_down() -> None:
+    CALLS_REFUSED_AUDIO_DOWN.inc()

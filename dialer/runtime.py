@@ -18,6 +18,7 @@ from panoramisk.message import Message
 
 from agents_ws.engine_port import PortRefused, SupervisorAction
 from agents_ws.hub import AgentHub
+from agents_ws.protocol import JsonObject
 from agents_ws.server import HUB
 from dialer import auth, metrics
 from dialer.agent_service import DbAgentPort, HubAgents
@@ -27,8 +28,10 @@ from dialer.engine.pool_telephony import PoolTelephony
 from dialer.engine.ports import CallEvent, CallEventKind, OriginateRefused, ReadyAgent
 from dialer.settings import Settings
 from dialer.telephony.agent_sessions import AgentSessions
+from dialer.telephony.ami import AmiError
 from dialer.telephony.asterisk import CallNotFound
 from dialer.telephony.pool import ServerPool
+from dialer.telephony.softphones import SOFTPHONE, Softphones, dial_string
 
 log = logging.getLogger("dialer.runtime")
 
@@ -50,8 +53,10 @@ class PoolAgentTelephony:
         engine: Engine | None = None,
         hub: AgentHub | None = None,
         phones: AgentSessions | None = None,
+        softphones: Softphones | None = None,
     ) -> None:
         self.pool = pool
+        self.softphones = softphones  # browser softphones' endpoints (None: not configured)
         self.engine = engine  # dials preview calls and routes them
         self.hub = hub  # tells whether the agent still holds a preview at the answer
         # The agents' nailed-up sessions, watched and re-opened (its `run` is the runtime's).
@@ -67,11 +72,44 @@ class PoolAgentTelephony:
         """The agent's session in `[dialer-agent-session]`: adopted when Asterisk holds one,
         else their phone is called; watched from then on (dialer/telephony/agent_sessions.py).
         True when it is up now."""
+        if endpoint == SOFTPHONE:
+            # The softphone joins by itself after login; the watcher re-rings it (it answers)
+            # only when its session dropped and it did not re-join.
+            endpoint = dial_string(agent_id) if self.softphones is not None else None
         return await self.phones.open(agent_id, endpoint)
 
+    async def softphone_credentials(self, agent_id: int, uses_softphone: bool) -> JsonObject | None:
+        if self.softphones is None or not self.softphones.enabled:
+            return None
+        if self.softphones.simulated:  # `dialer demo` on its simulated PBX: every agent's
+            return {"simulated": True}
+        if not uses_softphone:
+            return None
+        try:
+            return (await self.softphones.issue(agent_id)).to_json()
+        except AmiError as exc:
+            raise PortRefused(f"softphone not provisioned: {exc}", None, "unavailable") from exc
+
+    async def softphone_audio_lost(self, agent_id: int, reason: str) -> None:
+        await self.phones.drop(agent_id, reason)
+
+    async def revoke_softphone(self, agent_id: int) -> None:
+        """The agent was disabled or got a new password: their SIP credentials stop working
+        now and their session is hung up."""
+        if self.softphones is not None:
+            await self.softphones.revoke(agent_id)
+        await self.phones.drop(agent_id, "softphone_revoked")
+
     async def close_agent_channel(self, agent_id: int) -> None:
-        """Hang up every session of the agent, on whichever server holds it."""
+        """Hang up every session of the agent, on whichever server holds it; a softphone's SIP
+        password dies with the shift (the next login gets a new one)."""
         await self.phones.close(agent_id)
+        if (
+            self.softphones is not None
+            and self.softphones.enabled
+            and not self.softphones.simulated
+        ):
+            await self.softphones.revoke(agent_id)
 
     async def hang_up(self, call_id: str, attempt_id: int | None) -> None:
         if attempt_id is None:
@@ -154,6 +192,12 @@ class DialingRuntime:
     async def start(self, _app: web.Application) -> None:
         # Before the pool connects: the watcher must see the first login of every link.
         phones = AgentSessions(self.pool, self._phone_changed)
+        softphones = Softphones(
+            self.pool,
+            self.settings.softphone_ws_url,
+            self.settings.softphone_ice_servers,
+            self.settings.softphone_turn_secret,
+        )
         for server in self.pool.servers:
             server.connection.listeners.append(self._lag_meter(server.name))
             server.connection.state_listeners.append(self._up_meter(server.name))
@@ -175,7 +219,9 @@ class DialingRuntime:
         )
         agents.on_ready = engine.agent_ready
         agents.on_finished = engine.handle_finished
-        self.port.telephony = PoolAgentTelephony(self.pool, engine, self.app[HUB], phones)
+        self.port.telephony = PoolAgentTelephony(
+            self.pool, engine, self.app[HUB], phones, softphones
+        )
         if cluster is not None:
             cluster.on_hang_up = telephony.hangup
             self.port.telephony.cluster = cluster
@@ -209,6 +255,15 @@ class DialingRuntime:
 
 
 RUNTIME: web.AppKey[DialingRuntime] = web.AppKey("dialing_runtime", DialingRuntime)
+
+
+async def revoke_softphone(app: web.Application, agent_id: int) -> None:
+    """The agent was disabled or re-credentialed: their softphone's SIP password stops working on
+    every Asterisk server and their session is hung up (nothing to do without telephony)."""
+    runtime = app.get(RUNTIME)
+    telephony = runtime.port.telephony if runtime is not None else None
+    if isinstance(telephony, PoolAgentTelephony):
+        await telephony.revoke_softphone(agent_id)
 
 
 def add_dialing(app: web.Application, settings: Settings, port: DbAgentPort) -> DialingRuntime:

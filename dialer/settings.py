@@ -134,6 +134,28 @@ class Settings:
             "prune` (default 3 years, Regulation F's record retention, 12 CFR 1006.100)."
         },
     )
+    softphone_ws_url: str = field(
+        default="",
+        metadata={
+            "doc": "Where agents' browsers reach Asterisk's SIP websocket for the desktop's "
+            "softphone, e.g. wss://pbx.example.net:8089/ws. Empty: no softphone (agents use "
+            "their configured SIP phones)."
+        },
+    )
+    softphone_ice_servers: str = field(
+        default="",
+        metadata={
+            "doc": "Comma-separated STUN/TURN URLs the softphone uses behind NAT, e.g. "
+            "stun:turn.example.net:3478,turn:turn.example.net:3478?transport=udp."
+        },
+    )
+    softphone_turn_secret: str = field(
+        default="",
+        metadata={
+            "doc": "coturn's static-auth-secret: the softphone gets short-lived TURN "
+            "credentials made from it (coturn's REST scheme). Never sent to browsers."
+        },
+    )
 
 
 FIELDS = {f.name: f for f in fields(Settings)}

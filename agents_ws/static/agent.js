@@ -54,6 +54,8 @@ function setConn(status) {
 
 // ---- messages from the server -----------------------------------------------------------
 function onMessage(msg) {
+  // Other parts of the desktop (softphone.js) follow the same messages.
+  window.dispatchEvent(new CustomEvent("dialer:message", { detail: msg }));
   switch (msg.type) {
     case "welcome":
       desk.agent = msg.agent; desk.campaigns = msg.campaigns; desk.pauseReasons = msg.pause_reasons;

@@ -110,7 +110,13 @@ async def update_agent(request: web.Request) -> web.StreamResponse:
         if revoke:
             await auth.revoke_agent(s, agent.id)
         await s.flush()
-        return reply(_json(agent))
+        out = _json(agent)
+    if data.get("active") is False or "password_hash" in data:
+        # Imported here: the runtime imports the application this module is part of.
+        from dialer.runtime import revoke_softphone
+
+        await revoke_softphone(request.app, agent_id)
+    return reply(out)
 
 
 def add_routes(app: web.Application) -> None:

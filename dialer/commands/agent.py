@@ -28,12 +28,14 @@ PASSWORD_ENV = "DIALER_AGENT_PASSWORD"
 PHONE_HELP = (
     "the endpoint the dialer calls to put the agent on line for the shift, e.g. "
     "PJSIP/agent1001 (an endpoint of pjsip.conf; the sandbox's test phone is "
-    "Local/s@sim-agent-phone)"
+    "Local/s@sim-agent-phone), or 'softphone' for the desktop's WebRTC phone"
 )
 
 
 def _phone(value: str) -> str:
     value = value.strip()
+    if value == "softphone":  # the desktop's WebRTC phone, provisioned by the dialer
+        return value
     if "/" not in value or value.startswith("/") or len(value) > 128 or "\x00" in value:
         raise argparse.ArgumentTypeError(f"{value!r}: TECHNOLOGY/ENDPOINT, e.g. PJSIP/agent1001")
     return value

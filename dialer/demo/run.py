@@ -38,6 +38,7 @@ from dialer.simpbx import Behaviour, Fate, ScenarioDebtors, SimPbx
 from dialer.store import migrate
 from dialer.store.db import make_engine, make_sessionmaker
 from dialer.store.models import CallAttempt, Campaign, CampaignState, PromiseToPay
+from dialer.telephony.softphones import SIMULATED
 from pacing.scenario import Scenario, lognormal, uniform
 
 TESTBED_AGENT_PHONE = "Local/s@sim-agent-phone"  # the testbed's always-answering phone
@@ -286,6 +287,8 @@ async def _run(options: DemoOptions, url: str, out: TextIO) -> dict[str, object]
             http_port=options.port,
             process_name="demo",
             recordings_dir=str(Path(tempfile.gettempdir()) / "dialer-demo-recordings"),
+            # The desktop's softphone: shown as simulated (the simulated PBX plays both sides).
+            softphone_ws_url=SIMULATED if options.asterisk_url is None else "",
         )
         app = await build_app(settings, engine)
         runner = web.AppRunner(app, access_log_class=logs.AccessLog)

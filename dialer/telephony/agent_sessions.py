@@ -169,6 +169,20 @@ class AgentSessions:
             for channel in channels:
                 await self._hang_up(server.name, channel, agent_id)
 
+    async def drop(self, agent_id: int, why: str) -> None:
+        """Something Asterisk does not see yet says the session's audio is gone (the browser's
+        softphone lost its websocket or its media, or its credentials were revoked): count it
+        down now, so no call is routed to it, and hang its channel up, so that the softphone's
+        next login replaces it rather than racing it."""
+        phone = self._phones.get(agent_id)
+        if phone is None:
+            return
+        server, channel = phone.server, phone.channel
+        if phone.up:
+            self._down(phone, why)
+        if server and channel:
+            await self._hang_up(server, channel, agent_id)
+
     # --- the task ----------------------------------------------------------------------------
 
     async def run(self) -> None:

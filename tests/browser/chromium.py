@@ -21,7 +21,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @contextlib.contextmanager
-def headless_chrome(lang: str) -> Iterator[webdriver.Chrome]:
+def headless_chrome(lang: str, extra_flags: tuple[str, ...] = ()) -> Iterator[webdriver.Chrome]:
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         unavailable("Debian chromium/chromedriver missing: run scripts/install-browser")
     profile = tempfile.mkdtemp(prefix="dialer-chromium-")
@@ -39,6 +39,7 @@ def headless_chrome(lang: str) -> Iterator[webdriver.Chrome]:
         "--window-size=1400,1000",
         f"--lang={lang}",
         f"--user-data-dir={profile}",
+        *extra_flags,
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

@@ -80,6 +80,10 @@ def test_a_person_takes_a_call_beside_the_simulated_agents(
     wait.until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, "#state-badge[data-state='logged_in']"))
     )
+    # The desktop's softphone is shown as simulated: the simulated PBX plays the audio.
+    wait.until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "#softphone[data-state='simulated']"))
+    )
     chrome.find_element(By.ID, "btn-ready").click()
     # The predictive engine dials for the whole team; this seat gets a debtor soon.
     WebDriverWait(chrome, 90).until(

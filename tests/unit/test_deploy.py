@@ -13,7 +13,14 @@ COMPOSE = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
 
 
 def test_compose_runs_the_whole_stack() -> None:
-    assert set(COMPOSE["services"]) == {"postgres", "asterisk", "dialer", "prometheus", "grafana"}
+    assert set(COMPOSE["services"]) == {
+        "postgres",
+        "asterisk",
+        "dialer",
+        "coturn",
+        "prometheus",
+        "grafana",
+    }
 
 
 def test_every_build_context_and_mounted_folder_exists() -> None:
@@ -30,7 +37,13 @@ def test_every_build_context_and_mounted_folder_exists() -> None:
 
 def test_secrets_come_from_the_environment_file_never_from_the_repository() -> None:
     text = (ROOT / "deploy" / "docker-compose.yml").read_text()
-    for key in ("POSTGRES_PASSWORD", "DIALER_AMI_SECRET", "GF_SECURITY_ADMIN_PASSWORD"):
+    for key in (
+        "POSTGRES_PASSWORD",
+        "DIALER_AMI_SECRET",
+        "GF_SECURITY_ADMIN_PASSWORD",
+        "TURN_SECRET",
+        "DIALER_SOFTPHONE_TURN_SECRET",
+    ):
         for line in text.splitlines():
             if line.strip().startswith(key + ":"):
                 assert re.search(r"\$\{[A-Z_]+:\?", line), line
