@@ -31,8 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("scenario", metavar="SCENARIO.toml", type=Path)
     p.add_argument("--policy", help=POLICY_HELP)
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    p.add_argument("--json", dest="json_out", metavar="OUT", type=Path,
-                   help="also write the report as JSON here")
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        metavar="OUT",
+        type=Path,
+        help="also write the report as JSON here",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.scenario}: {exc}") from exc
     result = simulate(sc, policy, seed=args.seed)
     curve = sc.contact_curve
-    contact: float | str = (
-        curve[0][1] if len(curve) == 1 else "->".join(f"{r:g}" for _, r in curve)
-    )
+    contact: float | str = curve[0][1] if len(curve) == 1 else "->".join(f"{r:g}" for _, r in curve)
     row = result_row(result, contact)
     print(markdown_table([row]))
     print()
-    print(f"decisions: {result.decisions}; modes in force: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(result.modes.items())))
+    print(
+        f"decisions: {result.decisions}; modes in force: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(result.modes.items()))
+    )
     if args.json_out:
         doc = {"scenario": sc.to_dict(), "results": [row]}
         args.json_out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -27,6 +27,7 @@ from dialer.engine.ports import (
     AgentsPort,
     CallEvent,
     CallEventKind,
+    OpenCall,
     OriginateRefused,
     OriginateRequest,
     ReadyAgent,
@@ -35,6 +36,7 @@ from dialer.engine.ports import (
 from dialer.store import attempts, leases
 from dialer.store.claim import Claimed, callbacks_due, claim_phones, recheck_held
 from dialer.store.models import CallAttempt, Campaign, CampaignState
+from dialer.telephony import outcomes
 from pacing.decision import Decision, Policy, basic_inputs
 from pacing.policies import make_policy
 from pacing.snapshot import Attempt, CallStage, CallView, Handle, Outcome, Snapshot
@@ -142,7 +144,7 @@ class Call:
     view: CampaignView | None = None
     held: Callable[[], bool] | None = None  # does the agent still hold it (not gone away)?
     agent_channel: str = ""
-    missing: int = 0  # adopted: consecutive checks that did not find it in Asterisk
+    connect_failed: bool = False
 
 
 @dataclass(slots=True)
@@ -205,7 +207,6 @@ class CampaignRun:
     decision: Decision | None = None
     decision_saved: float = float("-inf")
     lease_renewed: float = float("-inf")
-    adopted_checked: float = float("-inf")
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     options: ClaimOptions | None = None
     options_version: dt.datetime | None = None
@@ -359,9 +360,6 @@ class Engine:
                 await leases.release(self.sessions, view.id, self.owner)
                 return False
             return True
-        if mono - run.adopted_checked >= 5.0:
-            await self._follow_adopted(view.id, now)
-            run.adopted_checked = mono
         if mono - run.window_refreshed >= 5.0:
             await self._refresh_window(run, now)
             run.window_refreshed = mono
@@ -502,6 +500,7 @@ class Engine:
                 "DIALER_CAMPAIGN_ID": str(view.id),
                 "DIALER_ACCOUNT_ID": str(account_id),
             },
+            abandon_limit_s=view.abandon_limit_s,
         )
         try:
             server = await self.telephony.originate(request)
@@ -608,10 +607,24 @@ class Engine:
             await self.telephony.machine(
                 call.attempt_id, run.view.machine_action if run else "hangup"
             )
+        elif event.kind is CallEventKind.BRIDGED:
+            await self._bridged(call, event)
+        elif event.kind is CallEventKind.CONNECT_FAILED:
+            # The dialplan found the agent's channel gone and plays the safe harbor itself: the
+            # call is abandoned and the agent, never connected, is freed and told why.
+            call.connect_failed = call.abandoned = True
+            await self._free_agent(call, "agent_channel_lost")
         elif event.kind is CallEventKind.ABANDONED:
             # The safe harbor started, perhaps by the dialplan's own clock: no agent may take it.
+            # A Redirect already on its way is left to finish: Asterisk's BridgeEnter, the
+            # dialplan's DialerConnectFailed or the hang-up says what became of it.
             call.abandoned = True
-            if call.routing is not None and not call.routing.done() and not call.bridged:
+            if (
+                call.routing is not None
+                and not call.routing.done()
+                and not call.bridged
+                and call.agent_id is None
+            ):
                 call.routing.cancel()
         elif event.kind is CallEventKind.ENDED:
             await self._ended(call, event)
@@ -654,8 +667,10 @@ class Engine:
         limit = view.abandon_limit_s if view is not None else 2.0
         assert call.answered is not None
         deadline = call.answered + max(0.0, limit - SAFE_HARBOR_MARGIN_S)
-        if call.preview and await self._route_preview(call, run):
-            return
+        if call.preview:
+            if await self._route_preview(call, run):
+                return
+            await self._free_agent(call, "connect_failed")
         # Agents whose reservation failed since the last wait (taken by another router between
         # `longest_waiting` and `reserve`, e.g. another process's, or no longer ready): the router
         # asks again at once for another ready agent rather than wait ~100 ms for one to free up.
@@ -667,21 +682,29 @@ class Engine:
             if agent is not None and agent.agent_id in lost:
                 agent = None  # still taken to be ready: wait for a change rather than spin
             if agent is not None and await self.agents.reserve(agent.agent_id, call.attempt_id):
+                # The call holds the agent from here: every way it ends frees them (`_ended`,
+                # CONNECT_FAILED, a refused Redirect below).
+                call.agent_id = agent.agent_id
+                if call.attempt_id not in self.calls or call.abandoned:
+                    await self._free_agent(call, "debtor_hung_up")
+                    return
                 try:
-                    await asyncio.gather(
-                        self.telephony.bridge(call.attempt_id, agent),
-                        self.agents.connected(agent.agent_id, call.attempt_id),
-                    )
+                    await self.telephony.bridge(call.attempt_id, agent)
                 except asyncio.CancelledError:
-                    # The safe harbor started meanwhile (the dialplan's own clock): free the agent.
-                    if not call.bridged:
-                        await asyncio.shield(self.agents.unreserve(agent.agent_id))
-                    raise
-                except Exception:
-                    log.exception("bridge failed", extra={"attempt_id": call.attempt_id})
-                    await self.agents.unreserve(agent.agent_id)
+                    raise  # the call ended meanwhile: `_ended` frees the agent
+                except Exception as exc:
+                    log.warning(
+                        "redirect to the agent refused: %s",
+                        exc,
+                        extra={"attempt_id": call.attempt_id, "agent_id": agent.agent_id},
+                    )
+                    await self._free_agent(
+                        call,
+                        "debtor_hung_up" if call.attempt_id not in self.calls else "connect_failed",
+                    )
                 else:
-                    await self._bridged(call, agent.agent_id, run)
+                    # Connected only when Asterisk says so (BRIDGED); the agent stays reserved
+                    # until then, or until CONNECT_FAILED or the hang-up frees them.
                     return
             remaining = deadline - self.mono()
             if remaining <= 0 or call.attempt_id not in self.calls:
@@ -696,9 +719,31 @@ class Engine:
                     await asyncio.wait_for(run.ready.wait(), timeout=min(remaining, 0.1))
             else:
                 await asyncio.sleep(min(remaining, 0.05))
-        if call.attempt_id in self.calls:
-            call.abandoned = True
+        if call.attempt_id in self.calls and not call.abandoned:
+            await self._play_safe_harbor(call)
+
+    async def _play_safe_harbor(self, call: Call) -> None:
+        try:
             await self.telephony.safe_harbor(call.attempt_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The call is gone, or AMI is down: the dialplan plays the message by itself when
+            # its wait runs out, and its DialerSafeHarbor (or the hang-up) decides the outcome.
+            log.warning(
+                "safe-harbor redirect failed: %s", exc, extra={"attempt_id": call.attempt_id}
+            )
+
+    async def _free_agent(self, call: Call, reason: str) -> None:
+        """The agent the call held was never connected: back to ready, told `reason`."""
+        agent_id, call.agent_id = call.agent_id, None
+        if agent_id is None or call.bridged:
+            return
+        if call.preview:
+            # The agent who dialed keeps the account: wrap-up to record what happened.
+            await self.agents.call_ended(agent_id, call.attempt_id)
+            return
+        await self.agents.unreserve(agent_id, reason)
 
     async def _route_preview(self, call: Call, run: CampaignRun | None) -> bool:
         """The agent who dialed holds the call (reserved): bridge it to them. False when they
@@ -708,21 +753,23 @@ class Engine:
             log.warning("preview agent gone at the answer", extra={"attempt_id": call.attempt_id})
             return False
         try:
-            await asyncio.gather(
-                self.telephony.bridge(call.attempt_id, ReadyAgent(agent_id, call.agent_channel)),
-                self.agents.connected(agent_id, call.attempt_id),
-            )
+            await self.telephony.bridge(call.attempt_id, ReadyAgent(agent_id, call.agent_channel))
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("preview bridge failed", extra={"attempt_id": call.attempt_id})
+        except Exception as exc:
+            log.warning("preview bridge failed: %s", exc, extra={"attempt_id": call.attempt_id})
             return False
-        await self._bridged(call, agent_id, run)
-        return True
+        return True  # BRIDGED (Asterisk's BridgeEnter) pushes the pop; the agent holds it
 
-    async def _bridged(self, call: Call, agent_id: int, run: CampaignRun | None) -> None:
-        call.bridged, call.agent_id = True, agent_id
-        now = self.clock()
+    async def _bridged(self, call: Call, event: CallEvent) -> None:
+        """Asterisk put the debtor in the agent's bridge: the agent talks and sees the pop."""
+        call.bridged = True
+        agent_id = call.agent_id
+        if agent_id is None and event.agent is not None and event.agent.isdigit():
+            agent_id = call.agent_id = int(event.agent)  # adopted: only Asterisk knows who
+        run = self.runs.get(call.campaign_id)
+        if agent_id is not None and not call.adopted:
+            await self.agents.connected(agent_id, call.attempt_id)
         if call.answered is not None:
             metrics.record_connected(call.campaign_id, max(0.0, self.mono() - call.answered))
         path = None
@@ -731,7 +778,7 @@ class Engine:
             path = await self.telephony.start_recording(call.attempt_id)
         async with self.sessions.begin() as s:
             await attempts.stamp(
-                s, call.attempt_id, bridged_at=now, agent_id=agent_id, recording_path=path
+                s, call.attempt_id, bridged_at=event.at, agent_id=agent_id, recording_path=path
             )
             if call.callback_id is not None:
                 await attempts.callback_done(s, call.callback_id)
@@ -740,29 +787,25 @@ class Engine:
 
     async def _ended(self, call: Call, event: CallEvent) -> None:
         if call.routing is not None and not call.routing.done():
-            if call.bridged:
-                # Bridged already: let the router finish recording who took the call.
-                await asyncio.gather(call.routing, return_exceptions=True)
-            else:
-                call.routing.cancel()
-        view = self.runs[call.campaign_id].view if call.campaign_id in self.runs else call.view
-        limit = view.abandon_limit_s if view is not None else 2.0
-        if call.bridged:
-            outcome = "human"
-        elif call.abandoned:
-            outcome = "abandoned"
-        elif call.answered is not None and not call.machine:
-            if self.mono() - call.answered >= limit:
-                # Answered, never connected within the limit: abandoned, whoever hung up first.
-                outcome, call.abandoned = "abandoned", True
-            else:
-                # The debtor hung up before the limit ran out: no call was abandoned yet.
-                outcome = "hung_up_early"
-        else:
-            outcome = event.outcome or "failed"
-        await self._close(call.attempt_id, outcome, event.at, event.hangup_cause, event.dial_status)
-        if call.agent_id is not None:
-            await self.agents.call_ended(call.agent_id, call.attempt_id)
+            call.routing.cancel()
+            await asyncio.gather(call.routing, return_exceptions=True)
+        # Telephony's verdict (one pure function of what Asterisk said) is the outcome.
+        call.bridged, call.abandoned = event.bridged, event.abandoned
+        outcome = event.outcome or "failed"
+        agent_id = call.agent_id
+        if agent_id is not None and not event.bridged:
+            await self._free_agent(call, "debtor_hung_up")
+        await self._close(
+            call.attempt_id,
+            outcome,
+            event.at,
+            event.hangup_cause,
+            event.dial_status,
+            bridged=event.bridged,
+            abandoned=event.abandoned,
+        )
+        if agent_id is not None and event.bridged:
+            await self.agents.call_ended(agent_id, call.attempt_id)
 
     async def _close(
         self,
@@ -771,6 +814,9 @@ class Engine:
         at: dt.datetime,
         hangup_cause: int | None = None,
         dial_status: str | None = None,
+        *,
+        bridged: bool = False,
+        abandoned: bool = False,
     ) -> None:
         call = self.calls.pop(attempt_id, None)
         run = self.runs.get(call.campaign_id) if call else None
@@ -781,7 +827,6 @@ class Engine:
             if call is not None and call.view is not None
             else RetryRules()
         )
-        abandoned = bool(call and call.abandoned)
         with metrics.timed_db_write("close_attempt"):
             async with self.sessions.begin() as s:
                 closed = await attempts.close(
@@ -801,7 +846,7 @@ class Engine:
         if call is None or run is None:
             return
         mono = self.mono()
-        if call.bridged:
+        if bridged:
             kind = Outcome.CONNECTED
         elif abandoned:
             kind = Outcome.ABANDONED
@@ -812,21 +857,6 @@ class Engine:
             kind = Outcome.NO_ANSWER
         to_outcome = (call.answered if call.answered is not None else mono) - call.dialed
         run.history.append(Attempt(next(self._seq), mono, kind, max(0.0, to_outcome)))
-
-    async def _follow_adopted(self, campaign_id: int, now: dt.datetime) -> None:
-        adopted = [c for c in self.calls.values() if c.adopted and c.campaign_id == campaign_id]
-        if not adopted:
-            return
-        live = await self.telephony.live_attempts([c.attempt_id for c in adopted])
-        for call in adopted:
-            if call.attempt_id in live:
-                call.missing = 0
-                continue
-            # Gone from Asterisk: its Hangup (followed since the adoption) normally closed it
-            # already with the real outcome; missing twice in a row, it never will.
-            call.missing += 1
-            if call.missing >= 2:
-                await self._close(call.attempt_id, "human" if call.bridged else "lost", now)
 
     # -- recovery -----------------------------------------------------------------------------
     async def reconcile(self, campaign_id: int) -> int:
@@ -841,23 +871,28 @@ class Engine:
                 for a in await attempts.open_attempts(s)
                 if a.campaign_id == campaign_id and not _held_preview(a, now)
             ]
-        known = [a.id for a in open_rows if a.id not in self.calls]
+        known = [a for a in open_rows if a.id not in self.calls]
         if not known:
             return 0
-        # Followed first, listed second: a call that ends in between is still seen ending.
-        self.telephony.follow(known)
-        live = await self.telephony.live_attempts(known)
+        view = self.runs[campaign_id].view if campaign_id in self.runs else None
+        limit = view.abandon_limit_s if view is not None else 2.0
+        # Telephony follows them first and lists Asterisk's channels second, so a call that
+        # ends in between is still seen ending; those it still has are followed like our own.
+        live = await self.telephony.adopt(
+            [
+                OpenCall(
+                    row.id,
+                    answered=row.answered_at is not None,
+                    bridged=row.bridged_at is not None,
+                    abandon_limit_s=limit,
+                )
+                for row in known
+            ]
+        )
         mono = self.mono()
         closed = 0
-        for row in open_rows:
-            if row.id in self.calls or row.id in live:
-                continue
-            async with self.sessions.begin() as s:
-                if await attempts.close(s, row.id, "lost", now, RetryRules()):
-                    closed += 1
-                    metrics.record_outcome(campaign_id, "lost")
-        for row in open_rows:
-            if row.id in live and row.id not in self.calls:
+        for row in known:
+            if row.id in live:
                 stage = CallStage.ANSWERED_WAITING if row.answered_at else CallStage.RINGING
                 self.calls[row.id] = Call(
                     row.id,
@@ -868,6 +903,25 @@ class Engine:
                     agent_id=row.agent_id,
                     adopted=True,
                 )
+                continue
+            verdict = outcomes.verdict(
+                outcomes.CallFacts(
+                    answered=row.answered_at is not None,
+                    bridged=row.bridged_at is not None,
+                    end_seen=False,
+                )
+            )
+            async with self.sessions.begin() as s:
+                if await attempts.close(
+                    s,
+                    row.id,
+                    verdict.outcome.value,
+                    now,
+                    RetryRules(),
+                    abandoned=verdict.abandoned,
+                ):
+                    closed += 1
+                    metrics.record_outcome(campaign_id, verdict.outcome.value)
         if closed:
             log.warning("closed %d lost attempts", closed, extra={"campaign_id": campaign_id})
         return closed

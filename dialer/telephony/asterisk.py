@@ -249,6 +249,7 @@ class AsteriskServer:
         trunk: str = "default",
         caller_id: str | None = None,
         variables: Mapping[str, str] | None = None,
+        abandon_limit_s: float = 2.0,
     ) -> Call:
         """Place the call. Returns the tracked call (see the module docstring for errors)."""
         if not _NUMBER.match(number):
@@ -267,7 +268,7 @@ class AsteriskServer:
         if not self.connected:
             raise AmiNotConnected(f"AMI {self.name}: not in rotation; Originate not sent")
         cid = channel_id(attempt_id, secrets.token_hex(4))
-        call = self.tracker.expect(attempt_id, cid, trunk=trunk)
+        call = self.tracker.expect(attempt_id, cid, trunk=trunk, abandon_limit_s=abandon_limit_s)
         fields: dict[str, str | list[str]] = {
             "Action": "Originate",
             "ActionID": cid,

@@ -67,8 +67,13 @@ _S = Signal
 
 RULES: Final[tuple[Rule, ...]] = (
     # OriginateResponse Reason (Asterisk's AST_CONTROL_* of the last frame before the end).
-    Rule(_S.ORIGINATE_REASON, "0", _O.FAILED, "no progress at all: channel not created or "
-         "refused before ringing; the hangup cause, when known, says more"),
+    Rule(
+        _S.ORIGINATE_REASON,
+        "0",
+        _O.FAILED,
+        "no progress at all: channel not created or "
+        "refused before ringing; the hangup cause, when known, says more",
+    ),
     Rule(_S.ORIGINATE_REASON, "1", _O.FAILED, "hung up by the far end before answering"),
     Rule(_S.ORIGINATE_REASON, "2", _O.NO_ANSWER, "local ring, then the originate timeout"),
     Rule(_S.ORIGINATE_REASON, "3", _O.NO_ANSWER, "rang until the originate timeout"),
@@ -79,10 +84,19 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_S.HANGUP_CAUSE, "0", _O.FAILED, "no cause given"),
     Rule(_S.HANGUP_CAUSE, "1", _O.INVALID_NUMBER, "unallocated number (SIP 404)"),
     Rule(_S.HANGUP_CAUSE, "2", _O.CONGESTION, "no route to the transit network"),
-    Rule(_S.HANGUP_CAUSE, "3", _O.INVALID_NUMBER, "no route to destination: the network does "
-         "not serve this number"),
-    Rule(_S.HANGUP_CAUSE, "16", _O.NO_ANSWER, "normal clearing before answer: the ringing was "
-         "ended (by us at the ring timeout, or by the network)"),
+    Rule(
+        _S.HANGUP_CAUSE,
+        "3",
+        _O.INVALID_NUMBER,
+        "no route to destination: the network does not serve this number",
+    ),
+    Rule(
+        _S.HANGUP_CAUSE,
+        "16",
+        _O.NO_ANSWER,
+        "normal clearing before answer: the ringing was "
+        "ended (by us at the ring timeout, or by the network)",
+    ),
     Rule(_S.HANGUP_CAUSE, "17", _O.BUSY, "user busy (SIP 486, 600)"),
     Rule(_S.HANGUP_CAUSE, "18", _O.NO_ANSWER, "no user responding (SIP 408)"),
     Rule(_S.HANGUP_CAUSE, "19", _O.NO_ANSWER, "user alerted, no answer (SIP 480)"),
@@ -110,17 +124,30 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_S.DIAL_STATUS, "NOANSWER", _O.NO_ANSWER, "rang for the whole ring timeout"),
     Rule(_S.DIAL_STATUS, "CANCEL", _O.NO_ANSWER, "we ended the ringing (originate timeout)"),
     Rule(_S.DIAL_STATUS, "CONGESTION", _O.CONGESTION, "congestion"),
-    Rule(_S.DIAL_STATUS, "CHANUNAVAIL", _O.FAILED, "trunk unreachable or refused the call; an "
-         "invalid-number cause takes precedence"),
+    Rule(
+        _S.DIAL_STATUS,
+        "CHANUNAVAIL",
+        _O.FAILED,
+        "trunk unreachable or refused the call; an invalid-number cause takes precedence",
+    ),
     Rule(_S.DIAL_STATUS, "DONTCALL", _O.FAILED, "privacy manager refusal (not used here)"),
     Rule(_S.DIAL_STATUS, "TORTURE", _O.FAILED, "privacy manager torture (not used here)"),
     Rule(_S.DIAL_STATUS, "INVALIDARGS", _O.FAILED, "bad Dial() arguments: our configuration"),
     # AMDSTATUS after AMD(); AMDCAUSE (e.g. LONGGREETING-2000-1500) is recorded, not decisive.
     Rule(_S.AMD_STATUS, "HUMAN", _O.HUMAN, "short greeting followed by silence"),
-    Rule(_S.AMD_STATUS, "MACHINE", _O.MACHINE, "long greeting, too many words, or long "
-         "initial silence"),
-    Rule(_S.AMD_STATUS, "NOTSURE", _O.HUMAN, "undecided: treated as a person, since a person "
-         "wrongly sent to a machine treatment is an abandoned call"),
+    Rule(
+        _S.AMD_STATUS,
+        "MACHINE",
+        _O.MACHINE,
+        "long greeting, too many words, or long initial silence",
+    ),
+    Rule(
+        _S.AMD_STATUS,
+        "NOTSURE",
+        _O.HUMAN,
+        "undecided: treated as a person, since a person "
+        "wrongly sent to a machine treatment is an abandoned call",
+    ),
     Rule(_S.AMD_STATUS, "HANGUP", _O.HUNG_UP_EARLY, "hung up while AMD listened"),
 )
 
@@ -170,3 +197,104 @@ def outcome_of_answered(amd_status: str | None) -> Outcome:
     if amd_status is None or amd_status.strip().upper() in ("", "OFF"):
         return Outcome.HUMAN
     return lookup(Signal.AMD_STATUS, amd_status) or Outcome.HUMAN
+
+
+class Stage(enum.StrEnum):
+    """Where the dialplan last put an answered call (`DIALER_STAGE` in its DialerCallEnd event);
+    what is left of a call whose other events this process never saw (adopted, reconciled)."""
+
+    ANSWERED = "answered"
+    AMD = "amd"
+    AWAITING_AGENT = "awaiting-agent"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    SAFE_HARBOR = "safe-harbor"
+    MACHINE = "machine"
+    MACHINE_MESSAGE = "machine-message"
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What Asterisk reported about one call, as far as anyone saw it. Every field is a fact
+    from an event (or from Asterisk's own records after a restart), never a decision."""
+
+    answered: bool = False
+    human: bool = False  # DialerAwaitingAgent: a person waits for an agent (AMD said so, or off)
+    amd_status: str | None = None
+    bridged: bool = False  # BridgeEnter of the call into the agent's bridge ([dialer-connect])
+    safe_harbor: bool = False  # DialerSafeHarbor: the message started
+    connect_failed: bool = False  # DialerConnectFailed: the agent's channel was gone
+    stage: Stage | None = None  # DialerCallEnd's stage, when that is all that is known
+    waited_s: float | None = None  # from the human answer to the end, when both were seen
+    abandon_limit_s: float = 2.0
+    dial_status: str | None = None
+    hangup_cause: int | None = None
+    originate_reason: str | None = None
+    hangup_requested: bool = False  # the dialer hung up an unanswered call itself
+    end_seen: bool = True  # False: Asterisk has no record of how (or whether) it ended
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A call's final outcome and the two flags the abandon rate counts; never both flags."""
+
+    outcome: Outcome
+    bridged: bool = False
+    abandoned: bool = False
+
+
+_STAGE_VERDICTS: Final[Mapping[Stage, Verdict]] = MappingProxyType(
+    {
+        Stage.CONNECTED: Verdict(Outcome.HUMAN, bridged=True),
+        Stage.SAFE_HARBOR: Verdict(Outcome.ABANDONED, abandoned=True),
+        Stage.MACHINE: Verdict(Outcome.MACHINE),
+        Stage.MACHINE_MESSAGE: Verdict(Outcome.MACHINE),
+    }
+)
+
+
+def verdict(facts: CallFacts) -> Verdict:
+    """The one decision of what a call came to, for live, adopted and reconciled calls alike.
+
+    - Bridged into the agent's bridge (Asterisk's BridgeEnter): a connected human, never an
+      abandon (the dialer never redirects a call once its safe harbor started).
+    - The safe harbor started, or the dialplan found the agent's channel gone
+      (DialerConnectFailed, after which it plays the safe harbor itself): abandoned.
+    - Only the dialplan's last stage known (the call's other events were missed): that stage.
+    - A person answered and was never connected: abandoned once the limit ran out, whoever hung
+      up first; before it, `hung_up_early` (no call was abandoned yet).
+    - A machine by AMD: `machine`; AMD heard a hang-up: `hung_up_early`.
+    - Never answered: the table (`outcome_of_unanswered`).
+    - Asterisk has no record of the end and nothing above is known: `lost`.
+    """
+    if facts.bridged:
+        return Verdict(Outcome.HUMAN, bridged=True)
+    if facts.safe_harbor or facts.connect_failed:
+        return Verdict(Outcome.ABANDONED, abandoned=True)
+    if facts.stage is not None and facts.stage in _STAGE_VERDICTS:
+        return _STAGE_VERDICTS[facts.stage]
+    if not facts.end_seen:
+        return Verdict(Outcome.LOST)
+    if facts.human or (
+        facts.stage is not None
+        and facts.stage is not Stage.ANSWERED
+        and facts.stage is not Stage.AMD
+    ):
+        if facts.waited_s is not None and facts.waited_s >= facts.abandon_limit_s:
+            return Verdict(Outcome.ABANDONED, abandoned=True)
+        return Verdict(Outcome.HUNG_UP_EARLY)
+    if facts.answered or facts.stage is not None:
+        by_amd = outcome_of_answered(facts.amd_status)
+        if by_amd is Outcome.MACHINE:
+            return Verdict(Outcome.MACHINE)
+        # Answered and gone before AMD or the dialer could tell who it was.
+        return Verdict(Outcome.HUNG_UP_EARLY)
+    if facts.hangup_requested:
+        return Verdict(Outcome.NO_ANSWER)
+    return Verdict(
+        outcome_of_unanswered(
+            dial_status=facts.dial_status,
+            hangup_cause=facts.hangup_cause,
+            originate_reason=facts.originate_reason,
+        )
+    )

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.compliance.claiming import ClaimOptions
 from dialer.engine.engine import Engine
-from dialer.engine.ports import CallEvent, CallEventKind, OriginateRequest, ReadyAgent
+from dialer.engine.ports import CallEvent, CallEventKind, OpenCall, OriginateRequest, ReadyAgent
 from dialer.store import leases
 from dialer.store.claim import claim_phones, first_dialable_phone
 from dialer.store.db import make_sessionmaker
@@ -36,6 +36,10 @@ class Telephony:
     commands: list[tuple[str, int, float]] = field(default_factory=list)
     live: set[int] = field(default_factory=set)
     followed: list[int] = field(default_factory=list)
+    # Stands for Asterisk: a Redirect into the agent's bridge is followed by its BridgeEnter.
+    engine: Engine | None = None
+    bridges: bool = True
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def originate(self, request: OriginateRequest) -> str:
         self.originated.append(request)
@@ -45,6 +49,16 @@ class Telephony:
         self.commands.append(
             ("bridge:" + agent.channel, attempt_id, asyncio.get_running_loop().time())
         )
+        if self.engine is not None and self.bridges:
+            event = CallEvent(
+                attempt_id,
+                CallEventKind.BRIDGED,
+                dt.datetime.now(dt.UTC),
+                agent=str(agent.agent_id),
+            )
+            task = asyncio.create_task(self.engine.on_event(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def safe_harbor(self, attempt_id: int) -> None:
         self.commands.append(("safe_harbor", attempt_id, asyncio.get_running_loop().time()))
@@ -62,11 +76,9 @@ class Telephony:
     def free_channels(self) -> int | None:
         return None
 
-    async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
-        return {c for c in candidates if c in self.live}
-
-    def follow(self, attempt_ids: Sequence[int]) -> None:
-        self.followed.extend(attempt_ids)
+    async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+        self.followed.extend(c.attempt_id for c in calls)
+        return {c.attempt_id for c in calls if c.attempt_id in self.live}
 
 
 @dataclass
@@ -75,6 +87,7 @@ class Hub:
 
     agents: dict[int, list[object]] = field(default_factory=dict)
     popped: list[tuple[int, int]] = field(default_factory=list)
+    released: list[tuple[int, str]] = field(default_factory=list)
 
     def add_ready(self, agent_id: int, since: float) -> None:
         self.agents[agent_id] = [AgentState.READY, since]
@@ -101,8 +114,9 @@ class Hub:
         self.agents[agent_id][0] = AgentState.TALKING
         self.popped.append((agent_id, attempt_id))
 
-    async def unreserve(self, agent_id: int) -> None:
+    async def unreserve(self, agent_id: int, reason: str = "not_connected") -> None:
         self.agents[agent_id][0] = AgentState.READY
+        self.released.append((agent_id, reason))
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:
         self.agents[agent_id][0] = AgentState.WRAP_UP
@@ -135,7 +149,9 @@ def _any_hour(_campaign: object) -> ClaimOptions:
 
 
 def _engine(db: AsyncEngine, tel: Telephony, hub: Hub) -> Engine:
-    return Engine(make_sessionmaker(db), tel, hub, owner="test", tick_hz=20, options_for=_any_hour)
+    eng = Engine(make_sessionmaker(db), tel, hub, owner="test", tick_hz=20, options_for=_any_hour)
+    tel.engine = eng
+    return eng
 
 
 async def _run_until(engine: Engine, predicate: object, timeout: float = 5.0) -> None:
@@ -267,13 +283,16 @@ async def test_no_agent_within_the_limit_plays_the_safe_harbor_and_counts_an_aba
     assert 1.0 < at - answered < 2.0, (
         "safe harbor starts inside the 2-second limit, not before trying"
     )
+    # Telephony's verdict: the safe harbor played (DialerSafeHarbor), so abandoned.
+    await eng.on_event(CallEvent(attempt_id, CallEventKind.ABANDONED, dt.datetime.now(dt.UTC)))
     await eng.on_event(
         CallEvent(
             attempt_id,
             CallEventKind.ENDED,
             dt.datetime.now(dt.UTC),
-            outcome="human",
+            outcome="abandoned",
             hangup_cause=16,
+            abandoned=True,
         )
     )
     eng.stop()
