@@ -85,10 +85,14 @@ function onMessage(msg) {
   }
 }
 
+const CALL_FAILED = new Set(["debtor_hung_up", "agent_channel_lost", "connect_failed"]);
+
 function applyState(st) {
   desk.state = st; desk.stateAt = performance.now() - (st.elapsed_s || 0) * 1000;
   const badge = $("state-badge");
-  badge.textContent = I18N.t("st_" + st.state) + (st.reason && st.state === "paused" ? " · " + I18N.t("r_" + st.reason) : "");
+  // Pause reasons, and why a call the agent was reserved for never reached them (PROTOCOL.md).
+  const told = st.reason && (st.state === "paused" || CALL_FAILED.has(st.reason));
+  badge.textContent = I18N.t("st_" + st.state) + (told ? " · " + I18N.t("r_" + st.reason) : "");
   badge.dataset.state = st.state;
   badge.classList.remove("hidden");
   $("state-timer").classList.remove("hidden");

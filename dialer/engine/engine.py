@@ -27,6 +27,7 @@ from dialer.engine.ports import (
     AgentsPort,
     CallEvent,
     CallEventKind,
+    CallGone,
     OpenCall,
     OriginateRefused,
     OriginateRequest,
@@ -692,16 +693,19 @@ class Engine:
                     await self.telephony.bridge(call.attempt_id, agent)
                 except asyncio.CancelledError:
                     raise  # the call ended meanwhile: `_ended` frees the agent
+                except CallGone:
+                    await self._free_agent(call, "debtor_hung_up")
+                    return  # its ENDED follows
                 except Exception as exc:
+                    # Refused for a reason of the call's, not the agent's: no other agent will
+                    # do better; the safe harbor (or the dialplan's own) follows.
                     log.warning(
                         "redirect to the agent refused: %s",
                         exc,
                         extra={"attempt_id": call.attempt_id, "agent_id": agent.agent_id},
                     )
-                    await self._free_agent(
-                        call,
-                        "debtor_hung_up" if call.attempt_id not in self.calls else "connect_failed",
-                    )
+                    await self._free_agent(call, "connect_failed")
+                    break
                 else:
                     # Connected only when Asterisk says so (BRIDGED); the agent stays reserved
                     # until then, or until CONNECT_FAILED or the hang-up frees them.

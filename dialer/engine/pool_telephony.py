@@ -13,12 +13,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dialer.engine.ports import (
     CallEvent,
     CallEventKind,
+    CallGone,
     OpenCall,
     OriginateRefused,
     OriginateRequest,
     ReadyAgent,
 )
 from dialer.telephony import calls as tcalls
+from dialer.telephony.ami import AmiError
+from dialer.telephony.asterisk import CallNotFound
 from dialer.telephony.pool import AdoptedCall, NoCapacity, ServerPool
 
 log = logging.getLogger("dialer.engine.telephony")
@@ -90,7 +93,14 @@ class PoolTelephony:
         return call.server
 
     async def bridge(self, attempt_id: int, agent: ReadyAgent) -> None:
-        await self.pool.connect_agent(attempt_id, str(agent.agent_id))
+        try:
+            await self.pool.connect_agent(attempt_id, str(agent.agent_id))
+        except (AmiError, CallNotFound) as exc:
+            # The Redirect's error comes after the call's Hangup events on the same connection:
+            # a call the tracker no longer has was hung up by the debtor.
+            if not any(attempt_id in s.tracker.calls for s in self.pool.servers):
+                raise CallGone(f"attempt {attempt_id} hung up before the connect") from exc
+            raise
 
     async def safe_harbor(self, attempt_id: int) -> None:
         await self.pool.play_safe_harbor(attempt_id)

@@ -76,6 +76,10 @@ class ReadyAgent:
     channel: str  # the nailed-up channel answered calls are bridged into
 
 
+class CallGone(Exception):
+    """A command for a call that Asterisk no longer has (the debtor hung up)."""
+
+
 class OriginateRefused(Exception):
     """No server could take the call (capacity, AMI down, or Asterisk refused it at once)."""
 
