@@ -15,6 +15,7 @@ from dialer import __version__, auth
 from dialer.agent_service import DbAgentPort, add_agent_routes
 from dialer.api.openapi import add_ops_routes
 from dialer.api.reports import add_routes as add_report_routes
+from dialer.runtime import RUNTIME as RUNTIME_KEY
 from dialer.runtime import add_dialing
 from dialer.settings import Settings
 from dialer.store.db import make_engine, make_sessionmaker
@@ -30,6 +31,15 @@ async def healthz(request: web.Request) -> web.Response:
         await check_schema(engine)
     except Exception as exc:  # the health check reports, it does not crash
         return web.json_response({"status": "unhealthy", "error": str(exc)}, status=503)
+    # With dialing configured: the engine and the connections it needs (AMI) must be up too.
+    runtime = request.app.get(RUNTIME_KEY)
+    problems = runtime.problems() if runtime is not None else {}
+    if problems:
+        return web.json_response(
+            {"status": "unhealthy", "error": "; ".join(f"{k}: {v}" for k, v in problems.items()),
+             "problems": problems},
+            status=503,
+        )  # fmt: skip
     return web.json_response({"status": "ok", "version": __version__})
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from dialer.engine.ports import (
 from dialer.store import attempts, leases
 from dialer.store.claim import Claimed, callbacks_due, claim_phones, recheck_held
 from dialer.store.models import CallAttempt, Campaign, CampaignState
+from dialer.supervisor import DEFAULT_BACKOFF, retry
 from dialer.telephony import outcomes
 from pacing.decision import Decision, Policy, basic_inputs
 from pacing.policies import make_policy
@@ -146,6 +147,8 @@ class Call:
     held: Callable[[], bool] | None = None  # does the agent still hold it (not gone away)?
     agent_channel: str = ""
     connect_failed: bool = False
+    answered_at: dt.datetime | None = None  # Asterisk's times, kept for the close
+    bridged_at: dt.datetime | None = None
 
 
 @dataclass(slots=True)
@@ -242,23 +245,45 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner_tasks: dict[int, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        # What keeps the engine from dialing now, for /healthz ("database": why); empty: fine.
+        self.problems: dict[str, str] = {}
+        # A campaign runner that failed is started again no sooner than this (loop time).
+        self._restart_at: dict[int, float] = {}
+        self._restart_delays: dict[int, Iterator[float]] = {}
 
     # -- time ---------------------------------------------------------------------------------
     @staticmethod
     def mono() -> float:
         return asyncio.get_running_loop().time()
 
+    def _db_down(self, exc: BaseException) -> None:
+        self.problems["database"] = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _db_up(self) -> None:
+        self.problems.pop("database", None)
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
-        """Own every running campaign whose lease this process can take, until `stop()`."""
+        """Own every running campaign whose lease this process can take, until `stop()`.
+
+        A failure to reach the database does not end it: it is reported (`problems`, /healthz)
+        and tried again with the shared backoff; calls in flight and their routers carry on."""
         self._stop = asyncio.Event()
+        delays = DEFAULT_BACKOFF.delays()
         try:
             while not self._stop.is_set():
-                await self._adopt_campaigns()
+                wait = min(1.0, self.lease_ttl.total_seconds() / 3)
+                try:
+                    await self._adopt_campaigns()
+                except Exception as exc:
+                    log.warning("engine cannot reach the database: %s", type(exc).__name__)
+                    self._db_down(exc)
+                    wait = next(delays)
+                else:
+                    self._db_up()
+                    delays = DEFAULT_BACKOFF.delays()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stop.wait(), timeout=min(1.0, self.lease_ttl.total_seconds() / 3)
-                    )
+                    await asyncio.wait_for(self._stop.wait(), timeout=wait)
         finally:
             self._stop.set()
             # Runners finish the tick they are in (never cut a transaction in half), then stop.
@@ -294,9 +319,13 @@ class Engine:
                 )
             ).scalars()
             wanted = list(rows)
+        now = self.mono()
         for cid in wanted:
             task = self._runner_tasks.get(cid)
             if task is not None and not task.done():
+                continue
+            # (A runner catches and logs its own errors: its task never holds an exception.)
+            if task is not None and now < self._restart_at.get(cid, 0.0):
                 continue
             if await leases.acquire(self.sessions, cid, self.owner, self.clock(), self.lease_ttl):
                 log.info("campaign lease taken", extra={"campaign_id": cid})
@@ -325,14 +354,22 @@ class Engine:
                 started = self.mono()
                 if not await self._tick(run):
                     return
+                self._restart_delays.pop(campaign_id, None)
+                self._db_up()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stop.wait(), max(0.0, self.tick_s - (self.mono() - started))
                     )
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            # Restarted by `run` after the shared backoff (the lease is still ours).
             log.exception("campaign runner failed", extra={"campaign_id": campaign_id})
+            self._db_down(exc)
+            delays = self._restart_delays.setdefault(campaign_id, DEFAULT_BACKOFF.delays())
+            self._restart_at[campaign_id] = self.mono() + next(delays)
+        else:
+            self._restart_delays.pop(campaign_id, None)
         finally:
             self.runs.pop(campaign_id, None)
             metrics.forget_campaign(campaign_id)
@@ -633,6 +670,7 @@ class Engine:
     async def _answered(self, call: Call, event: CallEvent) -> None:
         call.stage = CallStage.ANSWERED_WAITING
         call.answered = self.mono()
+        call.answered_at = event.at
         metrics.record_answered_live(call.campaign_id)
         # Route first: the debtor is waiting, and the 2-second clock runs from the answer. The
         # stamp below records the event's time (taken when telephony received it), so writing it
@@ -767,7 +805,7 @@ class Engine:
 
     async def _bridged(self, call: Call, event: CallEvent) -> None:
         """Asterisk put the debtor in the agent's bridge: the agent talks and sees the pop."""
-        call.bridged = True
+        call.bridged, call.bridged_at = True, event.at
         agent_id = call.agent_id
         if agent_id is None and event.agent is not None and event.agent.isdigit():
             agent_id = call.agent_id = int(event.agent)  # adopted: only Asterisk knows who
@@ -799,6 +837,9 @@ class Engine:
         agent_id = call.agent_id
         if agent_id is not None and not event.bridged:
             await self._free_agent(call, "debtor_hung_up")
+        if agent_id is not None and event.bridged:
+            # Wrap-up at once, from memory: the close below may wait for the database.
+            await self.agents.call_ended(agent_id, call.attempt_id)
         await self._close(
             call.attempt_id,
             outcome,
@@ -808,8 +849,6 @@ class Engine:
             bridged=event.bridged,
             abandoned=event.abandoned,
         )
-        if agent_id is not None and event.bridged:
-            await self.agents.call_ended(agent_id, call.attempt_id)
 
     async def _close(
         self,
@@ -822,7 +861,7 @@ class Engine:
         bridged: bool = False,
         abandoned: bool = False,
     ) -> None:
-        call = self.calls.pop(attempt_id, None)
+        call = self.calls.get(attempt_id)
         run = self.runs.get(call.campaign_id) if call else None
         rules = (
             run.rules
@@ -831,18 +870,30 @@ class Engine:
             if call is not None and call.view is not None
             else RetryRules()
         )
-        with metrics.timed_db_write("close_attempt"):
-            async with self.sessions.begin() as s:
-                closed = await attempts.close(
-                    s,
-                    attempt_id,
-                    outcome,
-                    at,
-                    rules,
-                    abandoned=abandoned,
-                    hangup_cause=hangup_cause,
-                    dial_status=dial_status,
-                )
+
+        async def write() -> bool:
+            with metrics.timed_db_write("close_attempt"):
+                async with self.sessions.begin() as s:
+                    return await attempts.close(
+                        s,
+                        attempt_id,
+                        outcome,
+                        at,
+                        rules,
+                        abandoned=abandoned,
+                        hangup_cause=hangup_cause,
+                        dial_status=dial_status,
+                        answered_at=call.answered_at if call else None,
+                        bridged_at=call.bridged_at if call and bridged else None,
+                        agent_id=call.agent_id if call and bridged else None,
+                    )
+
+        # Persisted before it is forgotten, retried until the database takes it: a close lost
+        # from memory would leave the attempt open for ever (and pacing counts it in flight
+        # meanwhile, which errs on the side of fewer calls).
+        closed = await retry(write, what=f"closing attempt {attempt_id}", on_failure=self._db_down)
+        self._db_up()
+        self.calls.pop(attempt_id, None)
         if closed and call is not None:
             metrics.record_outcome(call.campaign_id, outcome)
             if abandoned:
