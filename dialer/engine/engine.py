@@ -28,6 +28,7 @@ from dialer.engine.ports import (
     CallEvent,
     CallEventKind,
     CallGone,
+    EndedCall,
     OpenCall,
     OriginateRefused,
     OriginateRequest,
@@ -917,7 +918,11 @@ class Engine:
     async def reconcile(self, campaign_id: int) -> int:
         """Close the campaign's open attempts Asterisk no longer has; adopt the live ones.
 
-        Returns how many were closed as `lost`. Nothing is ever re-dialed here.
+        Calls Asterisk no longer has are closed with the real outcome from Asterisk's own
+        record of them (the dialplan's AstDB entry, `PoolTelephony.ended`), else by the verdict
+        of what their row says (bridged: `human`), else `lost`, which rests the phone as long as
+        an abandon would (it may have been one). Returns how many were closed as `lost`.
+        Nothing is ever re-dialed here.
         """
         now = self.clock()
         async with self.sessions() as s:
@@ -933,17 +938,19 @@ class Engine:
         limit = view.abandon_limit_s if view is not None else 2.0
         # Telephony follows them first and lists Asterisk's channels second, so a call that
         # ends in between is still seen ending; those it still has are followed like our own.
-        live = await self.telephony.adopt(
-            [
-                OpenCall(
-                    row.id,
-                    answered=row.answered_at is not None,
-                    bridged=row.bridged_at is not None,
-                    abandon_limit_s=limit,
-                )
-                for row in known
-            ]
-        )
+        opened = [
+            OpenCall(
+                row.id,
+                answered=row.answered_at is not None,
+                bridged=row.bridged_at is not None,
+                abandon_limit_s=limit,
+            )
+            for row in known
+        ]
+        live = await self.telephony.adopt(opened)
+        recorded = await self.telephony.ended([c for c in opened if c.attempt_id not in live])
+        run = self.runs.get(campaign_id)
+        rules = run.rules if run is not None else RetryRules()
         mono = self.mono()
         closed = 0
         for row in known:
@@ -959,24 +966,35 @@ class Engine:
                     adopted=True,
                 )
                 continue
-            verdict = outcomes.verdict(
-                outcomes.CallFacts(
-                    answered=row.answered_at is not None,
-                    bridged=row.bridged_at is not None,
-                    end_seen=False,
+            record = recorded.get(row.id)
+            if record is None:
+                guess = outcomes.verdict(
+                    outcomes.CallFacts(
+                        answered=row.answered_at is not None,
+                        bridged=row.bridged_at is not None,
+                        end_seen=False,
+                    )
                 )
-            )
+                record = EndedCall(row.id, guess.outcome.value, guess.bridged, guess.abandoned)
             async with self.sessions.begin() as s:
                 if await attempts.close(
                     s,
                     row.id,
-                    verdict.outcome.value,
+                    record.outcome,
                     now,
-                    RetryRules(),
-                    abandoned=verdict.abandoned,
+                    rules,
+                    abandoned=record.abandoned,
+                    hangup_cause=record.hangup_cause,
+                    dial_status=record.dial_status,
+                    answered_at=now if record.bridged or record.abandoned else None,
+                    bridged_at=now if record.bridged else None,
+                    agent_id=row.agent_id if record.bridged else None,
                 ):
-                    closed += 1
-                    metrics.record_outcome(campaign_id, verdict.outcome.value)
+                    metrics.record_outcome(campaign_id, record.outcome)
+                    if record.abandoned:
+                        metrics.record_abandoned(campaign_id)
+                    if record.outcome == "lost":
+                        closed += 1
         if closed:
             log.warning("closed %d lost attempts", closed, extra={"campaign_id": campaign_id})
         return closed

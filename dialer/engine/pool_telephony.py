@@ -14,6 +14,7 @@ from dialer.engine.ports import (
     CallEvent,
     CallEventKind,
     CallGone,
+    EndedCall,
     OpenCall,
     OriginateRefused,
     OriginateRequest,
@@ -22,6 +23,7 @@ from dialer.engine.ports import (
 from dialer.telephony import calls as tcalls
 from dialer.telephony.ami import AmiError
 from dialer.telephony.asterisk import CallNotFound
+from dialer.telephony.outcomes import facts_from_record, verdict
 from dialer.telephony.pool import AdoptedCall, NoCapacity, ServerPool
 
 log = logging.getLogger("dialer.engine.telephony")
@@ -71,6 +73,25 @@ class PoolTelephony:
         return await self.pool.adopt(
             [AdoptedCall(c.attempt_id, c.answered, c.bridged, c.abandon_limit_s) for c in calls]
         )
+
+    async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
+        limits = {c.attempt_id: c.abandon_limit_s for c in calls}
+        out: dict[int, EndedCall] = {}
+        for attempt_id, record in (await self.pool.records(list(limits))).items():
+            facts = facts_from_record(record, abandon_limit_s=limits[attempt_id])
+            if facts is None:
+                log.warning("unreadable call record", extra={"attempt_id": attempt_id})
+                continue
+            result = verdict(facts)
+            out[attempt_id] = EndedCall(
+                attempt_id,
+                result.outcome.value,
+                bridged=result.bridged,
+                abandoned=result.abandoned,
+                hangup_cause=facts.hangup_cause,
+                dial_status=facts.dial_status,
+            )
+        return out
 
     async def originate(self, request: OriginateRequest) -> str:
         variables = {

@@ -76,6 +76,18 @@ class ReadyAgent:
     channel: str  # the nailed-up channel answered calls are bridged into
 
 
+@dataclass(frozen=True, slots=True)
+class EndedCall:
+    """How a call that ended while no process followed it came out, from Asterisk's records."""
+
+    attempt_id: int
+    outcome: str
+    bridged: bool = False
+    abandoned: bool = False
+    hangup_cause: int | None = None
+    dial_status: str | None = None
+
+
 class CallGone(Exception):
     """A command for a call that Asterisk no longer has (the debtor hung up)."""
 
@@ -112,6 +124,10 @@ class TelephonyPort(Protocol):
     async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
         """Calls another (dead) process placed: telephony follows those Asterisk still has
         (returned) like its own, to their ENDED with the real outcome."""
+        ...
+
+    async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
+        """Of calls Asterisk no longer has, how those it kept a record of ended."""
         ...
 
 

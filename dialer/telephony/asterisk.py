@@ -306,6 +306,20 @@ class AsteriskServer:
         self.tracker.originate_queued(call)
         return call
 
+    async def record(self, attempt_id: int) -> str | None:
+        """The dialplan's AstDB record of how the attempt ended (family `dialer`), or None when
+        Asterisk has none. Read with DBGet (the dialer's "reporting" write privilege)."""
+        try:
+            replies = await self.connection.send_list(
+                {"Action": "DBGet", "Family": "dialer", "Key": f"call-{attempt_id}"}
+            )
+        except AmiActionFailed:
+            return None  # "Database entry not found"
+        for reply in replies:
+            if reply.get("Event") == "DBGetResponse":
+                return str(reply.get("Val", "")) or None
+        return None
+
     def call(self, attempt_id: int) -> Call:
         call = self.tracker.calls.get(attempt_id)
         if call is None:

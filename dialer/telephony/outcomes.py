@@ -298,3 +298,34 @@ def verdict(facts: CallFacts) -> Verdict:
             originate_reason=facts.originate_reason,
         )
     )
+
+
+def facts_from_record(record: str, *, abandon_limit_s: float = 2.0) -> CallFacts | None:
+    """The facts in the dialplan's AstDB record of one attempt (asterisk_conf/extensions.conf):
+    `unanswered|DIALSTATUS|cause` or `stage|amd|cause|awaiting since|ended at` (epoch seconds).
+    None when the record does not parse (the caller then knows nothing of the call)."""
+    parts = record.split("|")
+    cause = int(parts[2]) if len(parts) > 2 and parts[2].strip().isdigit() else None
+    if parts[0] == "unanswered" and len(parts) >= 2:
+        return CallFacts(dial_status=parts[1] or None, hangup_cause=cause)
+    try:
+        stage = Stage(parts[0])
+    except ValueError:
+        return None
+    amd = parts[1] if len(parts) > 1 and parts[1] else None
+    waited = None
+    if len(parts) >= 5:
+        try:
+            waited = max(0.0, float(parts[4]) - float(parts[3]))
+        except ValueError:
+            waited = None
+    human_stages = (Stage.AWAITING_AGENT, Stage.CONNECTING, Stage.CONNECTED, Stage.SAFE_HARBOR)
+    return CallFacts(
+        answered=True,
+        human=stage in human_stages,
+        amd_status=None if amd == "OFF" else amd,
+        stage=stage,
+        waited_s=waited,
+        abandon_limit_s=abandon_limit_s,
+        hangup_cause=cause,
+    )

@@ -180,6 +180,22 @@ class ServerPool:
             server.tracker.drop_adopted(c.attempt_id for c in calls if c.attempt_id not in here)
         return found
 
+    async def records(self, attempt_ids: Sequence[int]) -> dict[int, str]:
+        """Asterisk's own records (the dialplan's AstDB entries) of how attempts ended, from the
+        servers in rotation; attempts with none are left out."""
+        found: dict[int, str] = {}
+        for server in self.in_rotation():
+            for attempt_id in attempt_ids:
+                if attempt_id in found:
+                    continue
+                try:
+                    record = await server.record(attempt_id)
+                except AmiError:
+                    break
+                if record is not None:
+                    found[attempt_id] = record
+        return found
+
     async def connect_agent(self, attempt_id: int, agent: str) -> None:
         await self.server_of(attempt_id).connect_agent(attempt_id, agent)
 

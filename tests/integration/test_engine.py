@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.compliance.claiming import ClaimOptions
 from dialer.engine.engine import Engine
-from dialer.engine.ports import CallEvent, CallEventKind, OpenCall, OriginateRequest, ReadyAgent
+from dialer.engine.ports import (
+    CallEvent,
+    CallEventKind,
+    EndedCall,
+    OpenCall,
+    OriginateRequest,
+    ReadyAgent,
+)
 from dialer.store import leases
 from dialer.store.claim import claim_phones, first_dialable_phone
 from dialer.store.db import make_sessionmaker
@@ -36,6 +43,7 @@ class Telephony:
     commands: list[tuple[str, int, float]] = field(default_factory=list)
     live: set[int] = field(default_factory=set)
     followed: list[int] = field(default_factory=list)
+    records: dict[int, EndedCall] = field(default_factory=dict)  # Asterisk's records of ended calls
     # Stands for Asterisk: a Redirect into the agent's bridge is followed by its BridgeEnter.
     engine: Engine | None = None
     bridges: bool = True
@@ -79,6 +87,11 @@ class Telephony:
     async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
         self.followed.extend(c.attempt_id for c in calls)
         return {c.attempt_id for c in calls if c.attempt_id in self.live}
+
+    async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
+        return {
+            c.attempt_id: self.records[c.attempt_id] for c in calls if c.attempt_id in self.records
+        }
 
 
 @dataclass
@@ -329,18 +342,34 @@ async def test_an_agent_freed_within_the_limit_takes_the_waiting_call(engine: As
 async def test_after_a_crash_open_attempts_are_reconciled_and_never_redialed(
     engine: AsyncEngine,
 ) -> None:
-    cid = await _campaign(engine, accounts=3)
+    cid = await _campaign(engine, accounts=4)
     sessions = make_sessionmaker(engine)
     now = dt.datetime.now(dt.UTC)
-    async with sessions.begin() as s:  # what a killed process left behind: three open attempts
-        claimed = (await claim_phones(s, cid, 3, now)).claimed
-    tel, hub = Telephony(live={claimed[0].attempt_id}), Hub()
+    async with sessions.begin() as s:  # what a killed process left behind: four open attempts
+        claimed = (await claim_phones(s, cid, 4, now)).claimed
+    live, harbored, busy, unknown = (c.attempt_id for c in claimed)
+    tel, hub = Telephony(live={live}), Hub()
+    # Asterisk's own records of the calls that ended while no process ran.
+    tel.records = {
+        harbored: EndedCall(harbored, "abandoned", abandoned=True),
+        busy: EndedCall(busy, "busy", dial_status="BUSY", hangup_cause=17),
+    }
     eng = _engine(engine, tel, hub)
-    await _run_until(eng, lambda: cid in eng.runs and claimed[0].attempt_id in eng.calls, timeout=3)
+    await _run_until(eng, lambda: cid in eng.runs and live in eng.calls, timeout=3)
     async with sessions() as s:
         rows = {r.id: r for r in (await s.execute(select(CallAttempt))).scalars()}
-    assert rows[claimed[0].attempt_id].ended_at is None, "the call Asterisk still has stays open"
-    assert {rows[c.attempt_id].outcome for c in claimed[1:]} == {"lost"}
+        members = {m.account_id: m for m in (await s.execute(select(CampaignAccount))).scalars()}
+    assert rows[live].ended_at is None, "the call Asterisk still has stays open"
+    assert (rows[harbored].outcome, rows[harbored].abandoned) == ("abandoned", True)
+    assert rows[harbored].answered_at is not None, "counted in the abandon window"
+    assert (rows[busy].outcome, rows[busy].dial_status) == ("busy", "BUSY")
+    assert rows[unknown].outcome == "lost", "only what Asterisk has no record of is lost"
+    rest = members[rows[unknown].account_id].next_attempt_at
+    ended = rows[unknown].ended_at
+    assert rest is not None and ended is not None
+    if rest.tzinfo is None:
+        rest, ended = rest.replace(tzinfo=dt.UTC), ended.replace(tzinfo=dt.UTC)
+    assert rest - ended >= dt.timedelta(hours=72), "a lost call rests as long as an abandon"
     assert tel.originated == [], "reconciliation never dials"
 
 

@@ -11,7 +11,7 @@ ran out was not abandoned.
 from __future__ import annotations
 
 from dialer.telephony.calls import CallEventKind
-from dialer.telephony.outcomes import CallFacts, Outcome, Stage, Verdict, verdict
+from dialer.telephony.outcomes import CallFacts, Outcome, Stage, Verdict, facts_from_record, verdict
 from tests.unit.telephony.test_calls import CID, Clock, dial_legs, ev, kinds, play, tracker, user
 
 
@@ -117,3 +117,28 @@ def test_verdict_of_what_a_restart_left() -> None:
     assert verdict(CallFacts(answered=True, stage=Stage.MACHINE)) == Verdict(Outcome.MACHINE)
     assert verdict(CallFacts(dial_status="BUSY")) == Verdict(Outcome.BUSY)
     assert CallEventKind.CONNECT_FAILED.value == "connect_failed"
+
+
+def test_the_dialplans_record_gives_the_same_verdict_as_the_events() -> None:
+    def of(record: str) -> Verdict | None:
+        facts = facts_from_record(record, abandon_limit_s=2.0)
+        return None if facts is None else verdict(facts)
+
+    assert of("connected|HUMAN|16|1700000000.100|1700000030.000") == Verdict(
+        Outcome.HUMAN, bridged=True
+    )
+    assert of("safe-harbor|OFF|16|1700000000.100|1700000004.000") == Verdict(
+        Outcome.ABANDONED, abandoned=True
+    )
+    # Waited for an agent, hung up within the limit / after it.
+    assert of("awaiting-agent|HUMAN|16|1700000000.100|1700000001.000") == Verdict(
+        Outcome.HUNG_UP_EARLY
+    )
+    assert of("awaiting-agent|HUMAN|16|1700000000.100|1700000002.200") == Verdict(
+        Outcome.ABANDONED, abandoned=True
+    )
+    assert of("machine|MACHINE|16||1700000009.000") == Verdict(Outcome.MACHINE)
+    assert of("amd|HANGUP|16||1700000001.000") == Verdict(Outcome.HUNG_UP_EARLY)
+    assert of("unanswered|BUSY|17") == Verdict(Outcome.BUSY)
+    assert of("unanswered|NOANSWER|19") == Verdict(Outcome.NO_ANSWER)
+    assert of("garbage") is None
