@@ -944,6 +944,8 @@ class Engine:
                 answered=row.answered_at is not None,
                 bridged=row.bridged_at is not None,
                 abandon_limit_s=limit,
+                campaign_id=row.campaign_id,
+                account_id=row.account_id,
             )
             for row in known
         ]

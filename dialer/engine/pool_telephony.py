@@ -23,7 +23,7 @@ from dialer.engine.ports import (
 from dialer.telephony import calls as tcalls
 from dialer.telephony.ami import AmiError
 from dialer.telephony.asterisk import CallNotFound
-from dialer.telephony.outcomes import facts_from_record, verdict
+from dialer.telephony.outcomes import facts_from_record, record_owner, verdict
 from dialer.telephony.pool import AdoptedCall, NoCapacity, ServerPool
 
 log = logging.getLogger("dialer.engine.telephony")
@@ -75,10 +75,16 @@ class PoolTelephony:
         )
 
     async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
-        limits = {c.attempt_id: c.abandon_limit_s for c in calls}
+        by_id = {c.attempt_id: c for c in calls}
         out: dict[int, EndedCall] = {}
-        for attempt_id, record in (await self.pool.records(list(limits))).items():
-            facts = facts_from_record(record, abandon_limit_s=limits[attempt_id])
+        for attempt_id, record in (await self.pool.records(list(by_id))).items():
+            call = by_id[attempt_id]
+            campaign, account = record_owner(record)
+            if (campaign, account) != (str(call.campaign_id), str(call.account_id)):
+                # Another database's attempt of the same id (a reset, a second installation).
+                log.warning("call record of another attempt", extra={"attempt_id": attempt_id})
+                continue
+            facts = facts_from_record(record, abandon_limit_s=call.abandon_limit_s)
             if facts is None:
                 log.warning("unreadable call record", extra={"attempt_id": attempt_id})
                 continue

@@ -54,6 +54,8 @@ class OpenCall:
     answered: bool = False
     bridged: bool = False
     abandon_limit_s: float = 2.0
+    campaign_id: int | None = None  # checked against Asterisk's record of the attempt
+    account_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

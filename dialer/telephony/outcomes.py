@@ -300,9 +300,16 @@ def verdict(facts: CallFacts) -> Verdict:
     )
 
 
+def record_owner(record: str) -> tuple[str, str]:
+    """(campaign id, account id) the dialplan wrote at the end of its record ("" when absent)."""
+    parts = record.split("|")
+    return (parts[5], parts[6]) if len(parts) >= 7 else ("", "")
+
+
 def facts_from_record(record: str, *, abandon_limit_s: float = 2.0) -> CallFacts | None:
     """The facts in the dialplan's AstDB record of one attempt (asterisk_conf/extensions.conf):
-    `unanswered|DIALSTATUS|cause` or `stage|amd|cause|awaiting since|ended at` (epoch seconds).
+    `unanswered|DIALSTATUS|cause|||campaign|account` or
+    `stage|amd|cause|awaiting since|ended at|campaign|account` (epoch seconds).
     None when the record does not parse (the caller then knows nothing of the call)."""
     parts = record.split("|")
     cause = int(parts[2]) if len(parts) > 2 and parts[2].strip().isdigit() else None
@@ -314,7 +321,7 @@ def facts_from_record(record: str, *, abandon_limit_s: float = 2.0) -> CallFacts
         return None
     amd = parts[1] if len(parts) > 1 and parts[1] else None
     waited = None
-    if len(parts) >= 5:
+    if len(parts) >= 5 and parts[3] and parts[4]:
         try:
             waited = max(0.0, float(parts[4]) - float(parts[3]))
         except ValueError:

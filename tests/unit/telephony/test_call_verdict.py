@@ -11,7 +11,15 @@ ran out was not abandoned.
 from __future__ import annotations
 
 from dialer.telephony.calls import CallEventKind
-from dialer.telephony.outcomes import CallFacts, Outcome, Stage, Verdict, facts_from_record, verdict
+from dialer.telephony.outcomes import (
+    CallFacts,
+    Outcome,
+    Stage,
+    Verdict,
+    facts_from_record,
+    record_owner,
+    verdict,
+)
 from tests.unit.telephony.test_calls import CID, Clock, dial_legs, ev, kinds, play, tracker, user
 
 
@@ -142,3 +150,6 @@ def test_the_dialplans_record_gives_the_same_verdict_as_the_events() -> None:
     assert of("unanswered|BUSY|17") == Verdict(Outcome.BUSY)
     assert of("unanswered|NOANSWER|19") == Verdict(Outcome.NO_ANSWER)
     assert of("garbage") is None
+    assert of("unanswered|BUSY|17|||3|51") == Verdict(Outcome.BUSY)
+    assert record_owner("safe-harbor|OFF|16|1.0|4.0|3|51") == ("3", "51")
+    assert record_owner("unanswered|BUSY|17") == ("", "")
