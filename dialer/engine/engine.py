@@ -678,7 +678,7 @@ class Engine:
         # after the router started changes nothing in the record.
         call.routing = asyncio.create_task(self._route(call), name=f"route-{call.attempt_id}")
         self._tasks.add(call.routing)
-        call.routing.add_done_callback(self._tasks.discard)
+        call.routing.add_done_callback(self._routed)
         async with self.sessions.begin() as s:
             await attempts.stamp(
                 s,
@@ -687,6 +687,12 @@ class Engine:
                 amd_result=event.amd_result,
                 amd_cause=event.amd_cause,
             )
+
+    def _routed(self, task: asyncio.Task[None]) -> None:
+        """Owner of the router tasks: reads each one's result (an error is logged, never lost)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("router failed", exc_info=task.exception())
 
     def agent_ready(self, campaign_id: int) -> None:
         """The hub tells the router an agent of the campaign became ready."""
@@ -721,7 +727,7 @@ class Engine:
             agent = self.agents.longest_waiting(call.campaign_id, prefer=call.owner)
             if agent is not None and agent.agent_id in lost:
                 agent = None  # still taken to be ready: wait for a change rather than spin
-            if agent is not None and await self.agents.reserve(agent.agent_id, call.attempt_id):
+            if agent is not None and await self._reserve(agent.agent_id, call.attempt_id):
                 # The call holds the agent from here: every way it ends frees them (`_ended`,
                 # CONNECT_FAILED, a refused Redirect below).
                 call.agent_id = agent.agent_id
@@ -764,6 +770,18 @@ class Engine:
                 await asyncio.sleep(min(remaining, 0.05))
         if call.attempt_id in self.calls and not call.abandoned:
             await self._play_safe_harbor(call)
+
+    async def _reserve(self, agent_id: int, attempt_id: int) -> bool:
+        try:
+            return await self.agents.reserve(agent_id, attempt_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The screen pop could not be read (the database is away): the agent is not taken,
+            # and the debtor gets another agent or the safe harbor within the limit.
+            log.warning("reserving an agent failed: %s", type(exc).__name__,
+                        extra={"attempt_id": attempt_id, "agent_id": agent_id})  # fmt: skip
+            return False
 
     async def _play_safe_harbor(self, call: Call) -> None:
         try:
