@@ -732,7 +732,9 @@ class Engine:
                 # CONNECT_FAILED, a refused Redirect below).
                 call.agent_id = agent.agent_id
                 if call.attempt_id not in self.calls or call.abandoned:
-                    await self._free_agent(call, "debtor_hung_up")
+                    # Ended, or the dialplan's own safe harbor started, while we reserved.
+                    gone = call.attempt_id not in self.calls
+                    await self._free_agent(call, "debtor_hung_up" if gone else "not_connected")
                     return
                 try:
                     await self.telephony.bridge(call.attempt_id, agent)
