@@ -64,6 +64,23 @@ async def retry(
             await asyncio.sleep(delay)
 
 
+async def keep_running(
+    name: str, factory: Callable[[], Awaitable[None]], *, policy: Backoff = DEFAULT_BACKOFF
+) -> None:
+    """Run `factory()` again after an unexpected exception (logged), with the policy's delays,
+    until it returns normally or is cancelled: for loops owned by a component (AMI audit)."""
+    delays = policy.delays()
+    while True:
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; restarting", name)
+            await asyncio.sleep(next(delays))
+
+
 @dataclass(slots=True)
 class _Supervised:
     name: str

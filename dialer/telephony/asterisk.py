@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from panoramisk.message import Message
 
 from dialer.settings import AmiServer
+from dialer.supervisor import keep_running
 from dialer.telephony.ami import (
     AmiActionFailed,
     AmiConnection,
@@ -140,9 +141,15 @@ class AsteriskServer:
     # ----------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Start connecting (returns at once; `wait_connected` waits for the first login)."""
+        # Owned here (`close` reads them); an unexpected error restarts the loop after the
+        # shared backoff rather than ending it silently.
         self._tasks = [
-            asyncio.create_task(self.connection.run(), name=f"ami-{self.name}"),
-            asyncio.create_task(self._audit(), name=f"ami-audit-{self.name}"),
+            asyncio.create_task(
+                keep_running(f"AMI {self.name}", self.connection.run), name=f"ami-{self.name}"
+            ),
+            asyncio.create_task(
+                keep_running(f"AMI audit {self.name}", self._audit), name=f"ami-audit-{self.name}"
+            ),
         ]
 
     async def wait_connected(self, within_s: float) -> None:
