@@ -148,6 +148,9 @@ class Call:
     held: Callable[[], bool] | None = None  # does the agent still hold it (not gone away)?
     agent_channel: str = ""
     connect_failed: bool = False
+    # `agent_id` holds the agent for this call (reserved by the router, or the preview's
+    # agent): BRIDGED pushes them the pop. False for an adopted call's agent from its row.
+    reserved: bool = False
     answered_at: dt.datetime | None = None  # Asterisk's times, kept for the close
     bridged_at: dt.datetime | None = None
 
@@ -603,6 +606,7 @@ class Engine:
             view=view,
             held=held,
             agent_channel=agent.channel,
+            reserved=True,
         )
         # No AMD: the agent hears a machine themself and the debtor hears no AMD silence.
         await self._send_originate(view, attempt_id, account_id, number, caller_id, amd=False)
@@ -730,7 +734,7 @@ class Engine:
             if agent is not None and await self._reserve(agent.agent_id, call.attempt_id):
                 # The call holds the agent from here: every way it ends frees them (`_ended`,
                 # CONNECT_FAILED, a refused Redirect below).
-                call.agent_id = agent.agent_id
+                call.agent_id, call.reserved = agent.agent_id, True
                 if call.attempt_id not in self.calls or call.abandoned:
                     # Ended, or the dialplan's own safe harbor started, while we reserved.
                     gone = call.attempt_id not in self.calls
@@ -800,7 +804,8 @@ class Engine:
     async def _free_agent(self, call: Call, reason: str) -> None:
         """The agent the call held was never connected: back to ready, told `reason`."""
         agent_id, call.agent_id = call.agent_id, None
-        if agent_id is None or call.bridged:
+        reserved, call.reserved = call.reserved, False
+        if agent_id is None or call.bridged or not reserved:
             return
         if call.preview:
             # The agent who dialed keeps the account: wrap-up to record what happened.
@@ -831,7 +836,7 @@ class Engine:
         if agent_id is None and event.agent is not None and event.agent.isdigit():
             agent_id = call.agent_id = int(event.agent)  # adopted: only Asterisk knows who
         run = self.runs.get(call.campaign_id)
-        if agent_id is not None and not call.adopted:
+        if agent_id is not None and call.reserved:
             await self.agents.connected(agent_id, call.attempt_id)
         if call.answered is not None:
             metrics.record_connected(call.campaign_id, max(0.0, self.mono() - call.answered))
