@@ -34,6 +34,7 @@ from dialer.engine.ports import (
     OriginateRequest,
     ReadyAgent,
     TelephonyPort,
+    TelephonyUnavailable,
 )
 from dialer.store import attempts, leases
 from dialer.store.claim import Claimed, callbacks_due, claim_phones, recheck_held
@@ -360,6 +361,7 @@ class Engine:
                     return
                 self._restart_delays.pop(campaign_id, None)
                 self._db_up()
+                self.problems.pop("telephony", None)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stop.wait(), max(0.0, self.tick_s - (self.mono() - started))
@@ -368,8 +370,14 @@ class Engine:
             raise
         except Exception as exc:
             # Restarted by `run` after the shared backoff (the lease is still ours).
-            log.exception("campaign runner failed", extra={"campaign_id": campaign_id})
-            self._db_down(exc)
+            if isinstance(exc, TelephonyUnavailable):
+                log.warning(
+                    "campaign waits for Asterisk: %s", exc, extra={"campaign_id": campaign_id}
+                )
+                self.problems["telephony"] = str(exc)
+            else:
+                log.exception("campaign runner failed", extra={"campaign_id": campaign_id})
+                self._db_down(exc)
             delays = self._restart_delays.setdefault(campaign_id, DEFAULT_BACKOFF.delays())
             self._restart_at[campaign_id] = self.mono() + next(delays)
         else:
@@ -947,7 +955,8 @@ class Engine:
         record of them (the dialplan's AstDB entry, `PoolTelephony.ended`), else by the verdict
         of what their row says (bridged: `human`), else `lost`, which rests the phone as long as
         an abandon would (it may have been one). Returns how many were closed as `lost`.
-        Nothing is ever re-dialed here.
+        Nothing is ever re-dialed here. Raises TelephonyUnavailable while a server that may hold
+        one of them is not connected: the runner is then started again after the backoff.
         """
         now = self.clock()
         async with self.sessions() as s:
@@ -971,6 +980,7 @@ class Engine:
                 abandon_limit_s=limit,
                 campaign_id=row.campaign_id,
                 account_id=row.account_id,
+                server=row.server,
             )
             for row in known
         ]

@@ -19,6 +19,7 @@ from dialer.engine.ports import (
     OriginateRefused,
     OriginateRequest,
     ReadyAgent,
+    TelephonyUnavailable,
 )
 from dialer.telephony import calls as tcalls
 from dialer.telephony.ami import AmiError
@@ -70,6 +71,15 @@ class PoolTelephony:
         self.pool = pool
 
     async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+        # Asked before the servers are back (a start-up, a reconnect), Asterisk's silence would
+        # read as "no such call" and close live or recorded calls as lost.
+        up = {s.name for s in self.pool.in_rotation()}
+        missing = {c.server for c in calls if c.server is not None} - up
+        if calls and (missing or not up):
+            raise TelephonyUnavailable(
+                f"AMI not connected to {', '.join(sorted(missing)) or 'any server'}: "
+                "open calls are reconciled once it is"
+            )
         return await self.pool.adopt(
             [AdoptedCall(c.attempt_id, c.answered, c.bridged, c.abandon_limit_s) for c in calls]
         )

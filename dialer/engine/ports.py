@@ -56,6 +56,11 @@ class OpenCall:
     abandon_limit_s: float = 2.0
     campaign_id: int | None = None  # checked against Asterisk's record of the attempt
     account_id: int | None = None
+    server: str | None = None  # where it was placed, when the row says
+
+
+class TelephonyUnavailable(Exception):
+    """Asterisk cannot be asked now (the server of an open call is not connected): try later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +130,8 @@ class TelephonyPort(Protocol):
 
     async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
         """Calls another (dead) process placed: telephony follows those Asterisk still has
-        (returned) like its own, to their ENDED with the real outcome."""
+        (returned) like its own, to their ENDED with the real outcome. TelephonyUnavailable when
+        a server that may hold one of them is not connected (nothing can be decided yet)."""
         ...
 
     async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:

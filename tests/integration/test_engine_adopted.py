@@ -4,11 +4,12 @@ telephony to follow them, and closes one as lost only when it vanished without a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialer.engine.ports import CallEvent, CallEventKind
+from dialer.engine.ports import CallEvent, CallEventKind, OpenCall, TelephonyUnavailable
 from dialer.store.claim import claim_phones
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import CallAttempt
@@ -63,3 +64,17 @@ async def test_an_adopted_bridged_call_ends_with_telephonys_verdict(engine: Asyn
     assert row is not None and row.outcome == "human" and row.bridged_at is not None
     assert row.agent_id == 3 and not row.abandoned
     assert hub.agents[3][0] is AgentState.WRAP_UP, "the agent who had it goes to wrap-up"
+
+
+async def test_nothing_is_closed_while_asterisk_cannot_be_asked(engine: AsyncEngine) -> None:
+    cid = await _campaign(engine, accounts=1)
+    attempt_id = await _left_open(engine, cid)
+
+    class Down(Telephony):
+        async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+            raise TelephonyUnavailable("AMI not connected to pbx1")
+
+    eng = _engine(engine, Down(), Hub())
+    with pytest.raises(TelephonyUnavailable):
+        await eng.reconcile(cid)
+    assert await _outcome(engine, attempt_id) is None, "not lost: Asterisk was not asked"
