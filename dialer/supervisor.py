@@ -48,14 +48,18 @@ async def retry(
     what: str,
     policy: Backoff = DEFAULT_BACKOFF,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
+    retry_if: Callable[[BaseException], bool] | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
 ) -> T:
-    """Run `operation` until it succeeds, waiting the policy's delays between failures."""
+    """Run `operation` until it succeeds, waiting the policy's delays between failures of the
+    kinds `retry_on` (or that `retry_if` accepts); any other error is raised at once."""
     delays = policy.delays()
     while True:
         try:
             return await operation()
-        except retry_on as exc:
+        except Exception as exc:
+            if not isinstance(exc, retry_on) and not (retry_if is not None and retry_if(exc)):
+                raise
             if on_failure is not None:
                 on_failure(exc)
             delay = next(delays)

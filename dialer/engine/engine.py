@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -116,6 +117,22 @@ def _policy_for(view: CampaignView) -> Policy:
 
 class PreviewRefused(Exception):
     """A preview attempt that may not be dialed (ended, dialed already, someone else's)."""
+
+
+# Errors that mean the database is out of reach (stopped, restarting, connections killed), not
+# that the write is wrong: only these are retried until it takes the write.
+DB_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A driver error raised because the connection went away (e.g. pg_terminate_backend)."""
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def utcnow() -> dt.datetime:
@@ -925,7 +942,13 @@ class Engine:
         # Persisted before it is forgotten, retried until the database takes it: a close lost
         # from memory would leave the attempt open for ever (and pacing counts it in flight
         # meanwhile, which errs on the side of fewer calls).
-        closed = await retry(write, what=f"closing attempt {attempt_id}", on_failure=self._db_down)
+        closed = await retry(
+            write,
+            what=f"closing attempt {attempt_id}",
+            retry_on=DB_UNREACHABLE,
+            retry_if=_connection_lost,
+            on_failure=self._db_down,
+        )
         self._db_up()
         self.calls.pop(attempt_id, None)
         if closed and call is not None:

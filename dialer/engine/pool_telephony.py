@@ -73,8 +73,11 @@ class PoolTelephony:
     async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
         # Asked before the servers are back (a start-up, a reconnect), Asterisk's silence would
         # read as "no such call" and close live or recorded calls as lost.
+        # (A server this process is not configured with cannot be waited for: its calls are
+        # looked for on the servers it has, and closed by what those say.)
         up = {s.name for s in self.pool.in_rotation()}
-        missing = {c.server for c in calls if c.server is not None} - up
+        configured = {s.name for s in self.pool.servers}
+        missing = ({c.server for c in calls if c.server is not None} & configured) - up
         if calls and (missing or not up):
             raise TelephonyUnavailable(
                 f"AMI not connected to {', '.join(sorted(missing)) or 'any server'}: "
