@@ -1031,12 +1031,12 @@ class HubAgents:
         call_id, pop = self._pops.pop(agent_id, (str(attempt_id), {}))
         self.hub.call_bridged(call_id, pop)
 
-    async def unreserve(self, agent_id: int) -> None:
+    async def unreserve(self, agent_id: int, reason: str = "not_connected") -> None:
         call_id, _ = self._pops.pop(agent_id, ("", {}))
         session = self.hub.sessions.get(agent_id)
         if session is not None and session.call is not None:
             call_id = session.call.call_id
-        self.hub.release(call_id, "not_connected")
+        self.hub.release(call_id, reason)
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:
         self._prepared.pop(attempt_id, None)

@@ -47,9 +47,10 @@ def _json_error(status: int, code: str, detail: str, field: str | None = None) -
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """503 when the database or its schema is not usable (the process cannot serve); 200
-    otherwise, `degraded` with the failing checks when it cannot dial (`dialer doctor`'s fast
-    subset: no AMI actions, no account scans)."""
+    """503 with the reasons when the process cannot serve or dial as configured: the database or
+    its schema unusable, or (with dialing configured) the engine or an AMI connection down. 200
+    otherwise, `degraded` with the failing checks when a campaign cannot dial (`dialer doctor`'s
+    fast subset: no AMI actions, no account scans)."""
     settings = request.app[SETTINGS]
     runtime = request.app.get(RUNTIME)
     connected = (
@@ -59,11 +60,16 @@ async def healthz(request: web.Request) -> web.Response:
     )
     report = await quick_checks(request.app[ENGINE], settings.ami_servers, connected)
     checks = [c.as_json() for c in report.checks]
-    if any(c.name.startswith("database") for c in report.failed):
-        error = "; ".join(c.detail for c in report.failed)
+    problems = {
+        c.name: c.detail for c in report.failed if c.name.startswith("database")
+    }
+    problems.update(runtime.problems() if runtime is not None else {})
+    if problems:
         return web.json_response(
-            {"status": "unhealthy", "error": error, "checks": checks}, status=503
-        )
+            {"status": "unhealthy", "error": "; ".join(f"{k}: {v}" for k, v in problems.items()),
+             "problems": problems, "checks": checks},
+            status=503,
+        )  # fmt: skip
     status = "degraded" if report.failed else "ok"
     return web.json_response({"status": status, "version": __version__, "checks": checks})
 

@@ -223,10 +223,10 @@ class ClusterAgents:
             return await self.local.connected(agent_id, attempt_id)
         await self._forward(held[0], "connected", agent_id, attempt_id)
 
-    async def unreserve(self, agent_id: int) -> None:
+    async def unreserve(self, agent_id: int, reason: str = "not_connected") -> None:
         held = self._reserved.pop(agent_id, None)
         if held is None:
-            return await self.local.unreserve(agent_id)
+            return await self.local.unreserve(agent_id, reason)
         await self._forward(held[0], "unreserve", agent_id, held[1])
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:

@@ -6,8 +6,6 @@ Built and torn down with the aiohttp application (`build_app` registers it); not
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -27,6 +25,7 @@ from dialer.engine.engine import Engine, PreviewRefused
 from dialer.engine.pool_telephony import PoolTelephony
 from dialer.engine.ports import CallEvent, CallEventKind, OriginateRefused, ReadyAgent
 from dialer.settings import Settings
+from dialer.supervisor import Supervisor
 from dialer.telephony.agent_sessions import AgentSessions
 from dialer.telephony.ami import AmiError
 from dialer.telephony.asterisk import CallNotFound
@@ -120,6 +119,13 @@ class PoolAgentTelephony:
             # The campaign's owner, another process, placed the call: it hangs it up.
             if self.cluster is None or not await self.cluster.hang_up(attempt_id):
                 raise
+        except AmiError as exc:
+            # Asterisk is out of reach (AMI down, or no reply): nothing to retry at once.
+            raise PortRefused(
+                f"Asterisk is not reachable now ({type(exc).__name__}); hang up on the phone",
+                None,
+                "unavailable",
+            ) from exc
 
     async def originate_preview(self, attempt_id: int, campaign_id: int, agent_id: int) -> None:
         """Dial through the engine of this process (the agent's), as predictive calls are."""
@@ -162,7 +168,7 @@ class DialingRuntime:
         self.port = port
         self.pool = ServerPool.from_settings(settings.ami_servers)
         self.engine: Engine | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor()
 
     @staticmethod
     def _up_meter(server: str) -> Callable[[bool], None]:
@@ -234,23 +240,32 @@ class DialingRuntime:
                 prepare(event.attempt_id)
             await engine.on_event(event)
 
-        self._tasks = [
-            asyncio.create_task(engine.run(), name="engine"),
-            asyncio.create_task(telephony.pump(deliver), name="call-events"),
-            asyncio.create_task(phones.run(), name="agent-sessions"),
-        ]
+        # Owned and restarted (shared backoff) by the supervisor; /healthz reports them down.
+        self.supervisor.spawn("engine", engine.run)
+        self.supervisor.spawn("call-events", lambda: telephony.pump(deliver))
+        self.supervisor.spawn("agent-sessions", phones.run)
         if cluster is not None:
-            self._tasks.append(asyncio.create_task(cluster.run(), name="agents-cluster"))
+            self.supervisor.spawn("agents-cluster", cluster.run)
         log.info("dialing runtime started with %d Asterisk server(s)", len(self.pool.servers))
 
+    def problems(self) -> dict[str, str]:
+        """Why the service cannot dial now (for /healthz); empty when it can."""
+        found = dict(self.supervisor.problems())
+        if self.engine is not None:
+            found.update({f"engine.{k}": v for k, v in self.engine.problems.items()})
+        for server in self.pool.servers:
+            if not server.connected:
+                found[f"ami.{server.name}"] = server.connection.last_error or "not connected"
+        return found
+
     async def stop(self, _app: web.Application) -> None:
+        self.supervisor.stopping()
         if self.engine is not None:
             self.engine.stop()
-        for task in self._tasks:
-            if task.get_name() != "engine":
-                task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # The engine finishes its ticks and routers (a debtor being connected gets the agent
+            # or the safe harbor) before the rest is cancelled.
+            await self.supervisor.finish("engine", 10.0)
+        await self.supervisor.stop()
         await self.pool.close()
 
 

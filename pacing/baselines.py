@@ -68,8 +68,9 @@ class VicidialAdaptivePolicy:
     def decide(self, snapshot: Snapshot) -> Decision:
         states = snapshot.agent_states
         active = int(np.count_nonzero(states <= AgentState.WRAP_UP))
-        talking = int(np.count_nonzero((states == AgentState.TALKING)
-                                       | (states == AgentState.RESERVED)))
+        talking = int(
+            np.count_nonzero((states == AgentState.TALKING) | (states == AgentState.RESERVED))
+        )
         waiting = snapshot.calls_waiting
         self._diff_sum += snapshot.ready - waiting
         self._diff_n += 1
@@ -88,9 +89,13 @@ class VicidialAdaptivePolicy:
         up = snapshot.calls_pending + waiting + talking
         inputs = basic_inputs(snapshot)
         inputs["dial_level"] = round(self.level, 4)
-        return Decision(cap_to_trunk(goal - up, snapshot), "vicidial-adaptive",
-                        f"dial level {self.level:.2f}", inputs,
-                        measured_abandon=snapshot.window_abandon_rate)
+        return Decision(
+            cap_to_trunk(goal - up, snapshot),
+            "vicidial-adaptive",
+            f"dial level {self.level:.2f}",
+            inputs,
+            measured_abandon=snapshot.window_abandon_rate,
+        )
 
 
 class OmniFormulaPolicy:
@@ -137,5 +142,10 @@ class OmniFormulaPolicy:
         inputs["answer_rate"] = round(rate, 5)
         inputs["expected_free"] = expected_free
         inputs["moving_abandon"] = round(moving, 5)
-        return Decision(cap_to_trunk(math.floor(calls), snapshot), "omni-formula",
-                        "formula pacing", inputs, measured_abandon=snapshot.window_abandon_rate)
+        return Decision(
+            cap_to_trunk(math.floor(calls), snapshot),
+            "omni-formula",
+            "formula pacing",
+            inputs,
+            measured_abandon=snapshot.window_abandon_rate,
+        )

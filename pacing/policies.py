@@ -252,8 +252,9 @@ class PredictivePolicy:
                 if mode == "small-team"
                 else "estimators still gathering data"
             )
-            return Decision(cap_to_trunk(floor, snapshot), mode, reason, inputs,
-                            measured_abandon=measured)
+            return Decision(
+                cap_to_trunk(floor, snapshot), mode, reason, inputs, measured_abandon=measured
+            )
 
         base = s.abandon_cap - s.target_margin
         slack = base * (snapshot.window_abandoned + snapshot.window_connected)

@@ -176,7 +176,7 @@ def _dist(data: Mapping[str, object], key: str, default: Distribution, where: st
     if spec is None:
         return default
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{where}{key} must be a table like {{kind = \"uniform\", ...}}")
+        raise ValueError(f'{where}{key} must be a table like {{kind = "uniform", ...}}')
     spec = cast(Mapping[str, object], spec)
     kind = spec.get("kind")
     name = f"{where}{key}."
@@ -193,8 +193,19 @@ def _dist(data: Mapping[str, object], key: str, default: Distribution, where: st
     )
 
 
-_TOP = {"name", "shift_hours", "tick_s", "idle_tick_s", "agents", "contact", "timing", "amd",
-        "trunk", "rules", "policy"}
+_TOP = {
+    "name",
+    "shift_hours",
+    "tick_s",
+    "idle_tick_s",
+    "agents",
+    "contact",
+    "timing",
+    "amd",
+    "trunk",
+    "rules",
+    "policy",
+}
 
 
 def from_dict(data: Mapping[str, object]) -> Scenario:
@@ -212,8 +223,13 @@ def from_dict(data: Mapping[str, object]) -> Scenario:
         if not isinstance(b, Mapping):
             raise ValueError(f"agents.breaks[{i}] must be a table")
         where = f"agents.breaks[{i}]."
-        breaks.append(BreakSpec(_num(b, "start_s", 0.0, where), _num(b, "duration_s", 0.0, where),
-                                int(_num(b, "groups", 1, where))))
+        breaks.append(
+            BreakSpec(
+                _num(b, "start_s", 0.0, where),
+                _num(b, "duration_s", 0.0, where),
+                int(_num(b, "groups", 1, where)),
+            )
+        )
     contact = _table(data, "contact")
     curve_raw = contact.get("curve")
     if curve_raw is None:

@@ -38,8 +38,11 @@ class _Draws:
 
     def next(self) -> float:
         if self._i >= len(self._buf):
-            arr = (self._dist.sample(self._rng, self._block) if self._dist is not None
-                   else self._rng.random(self._block))
+            arr = (
+                self._dist.sample(self._rng, self._block)
+                if self._dist is not None
+                else self._rng.random(self._block)
+            )
             self._buf = arr.tolist()
             self._i = 0
         x = self._buf[self._i]
@@ -81,8 +84,11 @@ class SimResult:
 
     @property
     def worst_hour_abandon_rate(self) -> float:
-        rates = [a / (a + c) for a, c in zip(self.hourly_abandoned, self.hourly_connected,
-                                              strict=True) if a + c]
+        rates = [
+            a / (a + c)
+            for a, c in zip(self.hourly_abandoned, self.hourly_connected, strict=True)
+            if a + c
+        ]
         return max(rates, default=0.0)
 
     def metrics(self) -> dict[str, float]:
@@ -118,8 +124,9 @@ class SimResult:
 class Simulation:
     """One shift. Build, then `run()`; every random draw comes from `seed`."""
 
-    def __init__(self, scenario: Scenario, policy: Policy, seed: int = 1,
-                 trace_every_s: float = 0.0) -> None:
+    def __init__(
+        self, scenario: Scenario, policy: Policy, seed: int = 1, trace_every_s: float = 0.0
+    ) -> None:
         self.sc = sc = scenario
         self.policy = policy
         rng = np.random.default_rng(seed)
@@ -151,8 +158,14 @@ class Simulation:
         self.handles: deque[Handle] = deque(maxlen=4096)
         self.window = AbandonWindow(sc.abandon_rule)
         hours = math.ceil(sc.shift_s / 3600.0)
-        self.result = SimResult(policy.name, sc.name, n, seed,
-                                hourly_abandoned=[0] * hours, hourly_connected=[0] * hours)
+        self.result = SimResult(
+            policy.name,
+            sc.name,
+            n,
+            seed,
+            hourly_abandoned=[0] * hours,
+            hourly_connected=[0] * hours,
+        )
         minutes = math.ceil(sc.shift_s / 60.0) + 1
         self._contact = [sc.contact_rate(m / 60.0) for m in range(minutes)]
         share = sc.machine_share
@@ -326,9 +339,21 @@ class Simulation:
         trunk_free = None
         if self.sc.trunk_channels > 0:
             trunk_free = max(self.sc.trunk_channels - n_p - n_w - self._talking_calls, 0)
-        return Snapshot(now, self.state, now - self.since, stages, seconds, self.attempts,
-                        self.handles, totals.abandoned, totals.connected, trunk_free,
-                        totals.estimated, list(self._counts), [n_p, 0, n_w])
+        return Snapshot(
+            now,
+            self.state,
+            now - self.since,
+            stages,
+            seconds,
+            self.attempts,
+            self.handles,
+            totals.abandoned,
+            totals.connected,
+            trunk_free,
+            totals.estimated,
+            list(self._counts),
+            [n_p, 0, n_w],
+        )
 
     def _decide(self, now: float) -> None:
         decision = self.policy.decide(self.snapshot(now))
@@ -353,8 +378,11 @@ class Simulation:
             groups = max(b.groups, 1)
             for i in range(n):
                 # Encode the break length with the agent: lengths differ between breaks.
-                self._push(b.start_s + (i % groups) * b.duration_s, _BREAK_START,
-                           i + n * round(b.duration_s))
+                self._push(
+                    b.start_s + (i % groups) * b.duration_s,
+                    _BREAK_START,
+                    i + n * round(b.duration_s),
+                )
         self._push(0.0, _TICK, 0)
         events = self._events
         end = sc.shift_s
@@ -384,8 +412,14 @@ class Simulation:
                 self._push(now + self._wrap.next(), _WRAP_END, ident)
             elif kind == _WRAP_END:
                 if self._call_kind[ident] == _HUMAN:
-                    self.handles.append(Handle(next(self._handle_seq), now,
-                                               self._talk_len[ident], now - self.since[ident]))
+                    self.handles.append(
+                        Handle(
+                            next(self._handle_seq),
+                            now,
+                            self._talk_len[ident],
+                            now - self.since[ident],
+                        )
+                    )
                 self._agent_free(ident, now)
             elif kind == _LOGIN:
                 self._agent_free(ident, now)
@@ -411,7 +445,8 @@ class Simulation:
         return self.result
 
 
-def simulate(scenario: Scenario, policy: Policy, seed: int = 1,
-             trace_every_s: float = 0.0) -> SimResult:
+def simulate(
+    scenario: Scenario, policy: Policy, seed: int = 1, trace_every_s: float = 0.0
+) -> SimResult:
     """Run one shift of `scenario` under `policy`."""
     return Simulation(scenario, policy, seed, trace_every_s).run()

@@ -87,10 +87,14 @@ function onMessage(msg) {
   }
 }
 
+const CALL_FAILED = new Set(["debtor_hung_up", "agent_channel_lost", "connect_failed"]);
+
 function applyState(st) {
   desk.state = st; desk.stateAt = performance.now() - (st.elapsed_s || 0) * 1000;
   const badge = $("state-badge");
-  badge.textContent = I18N.t("st_" + st.state) + (st.reason && st.state === "paused" ? " · " + I18N.t("r_" + st.reason) : "")
+  // Pause reasons, and why a call the agent was reserved for never reached them (PROTOCOL.md).
+  const told = st.reason && (st.state === "paused" || CALL_FAILED.has(st.reason));
+  badge.textContent = I18N.t("st_" + st.state) + (told ? " · " + I18N.t("r_" + st.reason) : "")
     // No call reaches the agent while their phone (nailed-up channel) is down; the dialer rings it again.
     + (st.phone === "down" && st.state !== "offline" ? " · " + I18N.t("phone_down") : "");
   badge.dataset.state = st.state;

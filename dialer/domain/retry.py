@@ -22,7 +22,9 @@ DEFAULT_DELAYS: Mapping[str, dt.timedelta | str] = {
     "abandoned": dt.timedelta(hours=72),
     "congestion": dt.timedelta(minutes=10),
     "failed": dt.timedelta(minutes=30),
-    "lost": dt.timedelta(minutes=30),
+    # Asterisk kept no record of how it ended: it may have been answered and abandoned, so it
+    # rests as long as an abandon does (Ofcom's 72 hours), never the 30 minutes of a failure.
+    "lost": dt.timedelta(hours=72),
     "hung_up_early": dt.timedelta(hours=2),
     # Talked to someone: the disposition decides; this only keeps the phone from an instant redial.
     "human": dt.timedelta(hours=4),

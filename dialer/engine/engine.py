@@ -12,10 +12,11 @@ import datetime as dt
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,15 +29,21 @@ from dialer.engine.ports import (
     AgentsPort,
     CallEvent,
     CallEventKind,
+    CallGone,
+    EndedCall,
+    OpenCall,
     OriginateRefused,
     OriginateRequest,
     ReadyAgent,
     TelephonyPort,
+    TelephonyUnavailable,
 )
 from dialer.store import attempts, leases
 from dialer.store.abandons import abandon_window
 from dialer.store.claim import Claimed, callbacks_due, claim_phones, recheck_held
 from dialer.store.models import CallAttempt, Campaign, CampaignState
+from dialer.supervisor import DEFAULT_BACKOFF, retry
+from dialer.telephony import outcomes
 from pacing.decision import Decision, Policy, basic_inputs
 from pacing.policies import make_policy
 from pacing.snapshot import Attempt, CallStage, CallView, Handle, Outcome, Snapshot
@@ -95,20 +102,20 @@ class PreviewRefused(Exception):
     """A preview attempt that may not be dialed (ended, dialed already, someone else's)."""
 
 
-async def _bridge_and_pop(
-    bridge: Coroutine[Any, Any, None], pop: Coroutine[Any, Any, None]
-) -> None:
-    """Both, as `gather` would, but the Redirect is written in this very step: a task hop before
-    it costs milliseconds on a loaded loop, and the reservation read nothing (the pop was read
-    while the call rang), so nothing else stands between the answer and the bridge."""
-    pushed = asyncio.ensure_future(pop)
-    try:
-        await bridge
-    except BaseException:
-        pushed.cancel()
-        await asyncio.gather(pushed, return_exceptions=True)
-        raise
-    await pushed
+# Errors that mean the database is out of reach (stopped, restarting, connections killed), not
+# that the write is wrong: only these are retried until it takes the write.
+DB_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A driver error raised because the connection went away (e.g. pg_terminate_backend)."""
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def utcnow() -> dt.datetime:
@@ -141,7 +148,12 @@ class Call:
     view: CampaignView | None = None
     held: Callable[[], bool] | None = None  # does the agent still hold it (not gone away)?
     agent_channel: str = ""
-    missing: int = 0  # adopted: consecutive checks that did not find it in Asterisk
+    connect_failed: bool = False
+    # `agent_id` holds the agent for this call (reserved by the router, or the preview's
+    # agent): BRIDGED pushes them the pop. False for an adopted call's agent from its row.
+    reserved: bool = False
+    answered_at: dt.datetime | None = None  # Asterisk's times, kept for the close
+    bridged_at: dt.datetime | None = None
 
 
 @dataclass(slots=True)
@@ -205,7 +217,6 @@ class CampaignRun:
     decision: Decision | None = None
     decision_saved: float = float("-inf")
     lease_renewed: float = float("-inf")
-    adopted_checked: float = float("-inf")
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     options: ClaimOptions | None = None
     options_version: dt.datetime | None = None
@@ -240,23 +251,45 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner_tasks: dict[int, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        # What keeps the engine from dialing now, for /healthz ("database": why); empty: fine.
+        self.problems: dict[str, str] = {}
+        # A campaign runner that failed is started again no sooner than this (loop time).
+        self._restart_at: dict[int, float] = {}
+        self._restart_delays: dict[int, Iterator[float]] = {}
 
     # -- time ---------------------------------------------------------------------------------
     @staticmethod
     def mono() -> float:
         return asyncio.get_running_loop().time()
 
+    def _db_down(self, exc: BaseException) -> None:
+        self.problems["database"] = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _db_up(self) -> None:
+        self.problems.pop("database", None)
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
-        """Own every running campaign whose lease this process can take, until `stop()`."""
+        """Own every running campaign whose lease this process can take, until `stop()`.
+
+        A failure to reach the database does not end it: it is reported (`problems`, /healthz)
+        and tried again with the shared backoff; calls in flight and their routers carry on."""
         self._stop = asyncio.Event()
+        delays = DEFAULT_BACKOFF.delays()
         try:
             while not self._stop.is_set():
-                await self._adopt_campaigns()
+                wait = min(1.0, self.lease_ttl.total_seconds() / 3)
+                try:
+                    await self._adopt_campaigns()
+                except Exception as exc:
+                    log.warning("engine cannot reach the database: %s", type(exc).__name__)
+                    self._db_down(exc)
+                    wait = next(delays)
+                else:
+                    self._db_up()
+                    delays = DEFAULT_BACKOFF.delays()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stop.wait(), timeout=min(1.0, self.lease_ttl.total_seconds() / 3)
-                    )
+                    await asyncio.wait_for(self._stop.wait(), timeout=wait)
         finally:
             self._stop.set()
             # Runners finish the tick they are in (never cut a transaction in half), then stop.
@@ -292,9 +325,13 @@ class Engine:
                 )
             ).scalars()
             wanted = list(rows)
+        now = self.mono()
         for cid in wanted:
             task = self._runner_tasks.get(cid)
             if task is not None and not task.done():
+                continue
+            # (A runner catches and logs its own errors: its task never holds an exception.)
+            if task is not None and now < self._restart_at.get(cid, 0.0):
                 continue
             if await leases.acquire(self.sessions, cid, self.owner, self.clock(), self.lease_ttl):
                 log.info("campaign lease taken", extra={"campaign_id": cid})
@@ -323,14 +360,29 @@ class Engine:
                 started = self.mono()
                 if not await self._tick(run):
                     return
+                self._restart_delays.pop(campaign_id, None)
+                self._db_up()
+                self.problems.pop("telephony", None)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stop.wait(), max(0.0, self.tick_s - (self.mono() - started))
                     )
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("campaign runner failed", extra={"campaign_id": campaign_id})
+        except Exception as exc:
+            # Restarted by `run` after the shared backoff (the lease is still ours).
+            if isinstance(exc, TelephonyUnavailable):
+                log.warning(
+                    "campaign waits for Asterisk: %s", exc, extra={"campaign_id": campaign_id}
+                )
+                self.problems["telephony"] = str(exc)
+            else:
+                log.exception("campaign runner failed", extra={"campaign_id": campaign_id})
+                self._db_down(exc)
+            delays = self._restart_delays.setdefault(campaign_id, DEFAULT_BACKOFF.delays())
+            self._restart_at[campaign_id] = self.mono() + next(delays)
+        else:
+            self._restart_delays.pop(campaign_id, None)
         finally:
             self.runs.pop(campaign_id, None)
             metrics.forget_campaign(campaign_id)
@@ -359,9 +411,6 @@ class Engine:
                 await leases.release(self.sessions, view.id, self.owner)
                 return False
             return True
-        if mono - run.adopted_checked >= 5.0:
-            await self._follow_adopted(view.id, now)
-            run.adopted_checked = mono
         if mono - run.window_refreshed >= 5.0:
             await self._refresh_window(run, now)
             run.window_refreshed = mono
@@ -493,6 +542,7 @@ class Engine:
                 "DIALER_CAMPAIGN_ID": str(view.id),
                 "DIALER_ACCOUNT_ID": str(account_id),
             },
+            abandon_limit_s=view.abandon_limit_s,
         )
         try:
             server = await self.telephony.originate(request)
@@ -559,6 +609,7 @@ class Engine:
             view=view,
             held=held,
             agent_channel=agent.channel,
+            reserved=True,
         )
         # No AMD: the agent hears a machine themself and the debtor hears no AMD silence.
         await self._send_originate(view, attempt_id, account_id, number, caller_id, amd=False)
@@ -602,10 +653,24 @@ class Engine:
             await self.telephony.machine(
                 call.attempt_id, run.view.machine_action if run else "hangup"
             )
+        elif event.kind is CallEventKind.BRIDGED:
+            await self._bridged(call, event)
+        elif event.kind is CallEventKind.CONNECT_FAILED:
+            # The dialplan found the agent's channel gone and plays the safe harbor itself: the
+            # call is abandoned and the agent, never connected, is freed and told why.
+            call.connect_failed = call.abandoned = True
+            await self._free_agent(call, "agent_channel_lost")
         elif event.kind is CallEventKind.ABANDONED:
             # The safe harbor started, perhaps by the dialplan's own clock: no agent may take it.
+            # A Redirect already on its way is left to finish: Asterisk's BridgeEnter, the
+            # dialplan's DialerConnectFailed or the hang-up says what became of it.
             call.abandoned = True
-            if call.routing is not None and not call.routing.done() and not call.bridged:
+            if (
+                call.routing is not None
+                and not call.routing.done()
+                and not call.bridged
+                and call.agent_id is None
+            ):
                 call.routing.cancel()
         elif event.kind is CallEventKind.ENDED:
             await self._ended(call, event)
@@ -613,13 +678,14 @@ class Engine:
     async def _answered(self, call: Call, event: CallEvent) -> None:
         call.stage = CallStage.ANSWERED_WAITING
         call.answered = self.mono()
+        call.answered_at = event.at
         metrics.record_answered_live(call.campaign_id)
         # Route first: the debtor is waiting, and the 2-second clock runs from the answer. The
         # stamp below records the event's time (taken when telephony received it), so writing it
         # after the router started changes nothing in the record.
         call.routing = asyncio.create_task(self._route(call), name=f"route-{call.attempt_id}")
         self._tasks.add(call.routing)
-        call.routing.add_done_callback(self._tasks.discard)
+        call.routing.add_done_callback(self._routed)
         async with self.sessions.begin() as s:
             await attempts.stamp(
                 s,
@@ -628,6 +694,12 @@ class Engine:
                 amd_result=event.amd_result,
                 amd_cause=event.amd_cause,
             )
+
+    def _routed(self, task: asyncio.Task[None]) -> None:
+        """Owner of the router tasks: reads each one's result (an error is logged, never lost)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("router failed", exc_info=task.exception())
 
     def agent_ready(self, campaign_id: int) -> None:
         """The hub tells the router an agent of the campaign became ready."""
@@ -648,8 +720,10 @@ class Engine:
         limit = view.abandon_limit_s if view is not None else 2.0
         assert call.answered is not None
         deadline = call.answered + max(0.0, limit - SAFE_HARBOR_MARGIN_S)
-        if call.preview and await self._route_preview(call, run):
-            return
+        if call.preview:
+            if await self._route_preview(call, run):
+                return
+            await self._free_agent(call, "connect_failed")
         # Agents whose reservation failed since the last wait (taken by another router between
         # `longest_waiting` and `reserve`, e.g. another process's, or no longer ready): the router
         # asks again at once for another ready agent rather than wait ~100 ms for one to free up.
@@ -660,22 +734,35 @@ class Engine:
             agent = self.agents.longest_waiting(call.campaign_id, prefer=call.owner)
             if agent is not None and agent.agent_id in lost:
                 agent = None  # still taken to be ready: wait for a change rather than spin
-            if agent is not None and await self.agents.reserve(agent.agent_id, call.attempt_id):
+            if agent is not None and await self._reserve(agent.agent_id, call.attempt_id):
+                # The call holds the agent from here: every way it ends frees them (`_ended`,
+                # CONNECT_FAILED, a refused Redirect below).
+                call.agent_id, call.reserved = agent.agent_id, True
+                if call.attempt_id not in self.calls or call.abandoned:
+                    # Ended, or the dialplan's own safe harbor started, while we reserved.
+                    gone = call.attempt_id not in self.calls
+                    await self._free_agent(call, "debtor_hung_up" if gone else "not_connected")
+                    return
                 try:
-                    await _bridge_and_pop(
-                        self.telephony.bridge(call.attempt_id, agent),
-                        self.agents.connected(agent.agent_id, call.attempt_id),
-                    )
+                    await self.telephony.bridge(call.attempt_id, agent)
                 except asyncio.CancelledError:
-                    # The safe harbor started meanwhile (the dialplan's own clock): free the agent.
-                    if not call.bridged:
-                        await asyncio.shield(self.agents.unreserve(agent.agent_id))
-                    raise
-                except Exception:
-                    log.exception("bridge failed", extra={"attempt_id": call.attempt_id})
-                    await self.agents.unreserve(agent.agent_id)
+                    raise  # the call ended meanwhile: `_ended` frees the agent
+                except CallGone:
+                    await self._free_agent(call, "debtor_hung_up")
+                    return  # its ENDED follows
+                except Exception as exc:
+                    # Refused for a reason of the call's, not the agent's: no other agent will
+                    # do better; the safe harbor (or the dialplan's own) follows.
+                    log.warning(
+                        "redirect to the agent refused: %s",
+                        exc,
+                        extra={"attempt_id": call.attempt_id, "agent_id": agent.agent_id},
+                    )
+                    await self._free_agent(call, "connect_failed")
+                    break
                 else:
-                    await self._bridged(call, agent.agent_id, run)
+                    # Connected only when Asterisk says so (BRIDGED); the agent stays reserved
+                    # until then, or until CONNECT_FAILED or the hang-up frees them.
                     return
             remaining = deadline - self.mono()
             if remaining <= 0 or call.attempt_id not in self.calls:
@@ -690,9 +777,44 @@ class Engine:
                     await asyncio.wait_for(run.ready.wait(), timeout=min(remaining, 0.1))
             else:
                 await asyncio.sleep(min(remaining, 0.05))
-        if call.attempt_id in self.calls:
-            call.abandoned = True
+        if call.attempt_id in self.calls and not call.abandoned:
+            await self._play_safe_harbor(call)
+
+    async def _reserve(self, agent_id: int, attempt_id: int) -> bool:
+        try:
+            return await self.agents.reserve(agent_id, attempt_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The screen pop could not be read (the database is away): the agent is not taken,
+            # and the debtor gets another agent or the safe harbor within the limit.
+            log.warning("reserving an agent failed: %s", type(exc).__name__,
+                        extra={"attempt_id": attempt_id, "agent_id": agent_id})  # fmt: skip
+            return False
+
+    async def _play_safe_harbor(self, call: Call) -> None:
+        try:
             await self.telephony.safe_harbor(call.attempt_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The call is gone, or AMI is down: the dialplan plays the message by itself when
+            # its wait runs out, and its DialerSafeHarbor (or the hang-up) decides the outcome.
+            log.warning(
+                "safe-harbor redirect failed: %s", exc, extra={"attempt_id": call.attempt_id}
+            )
+
+    async def _free_agent(self, call: Call, reason: str) -> None:
+        """The agent the call held was never connected: back to ready, told `reason`."""
+        agent_id, call.agent_id = call.agent_id, None
+        reserved, call.reserved = call.reserved, False
+        if agent_id is None or call.bridged or not reserved:
+            return
+        if call.preview:
+            # The agent who dialed keeps the account: wrap-up to record what happened.
+            await self.agents.call_ended(agent_id, call.attempt_id)
+            return
+        await self.agents.unreserve(agent_id, reason)
 
     async def _route_preview(self, call: Call, run: CampaignRun | None) -> bool:
         """The agent who dialed holds the call (reserved): bridge it to them. False when they
@@ -702,21 +824,23 @@ class Engine:
             log.warning("preview agent gone at the answer", extra={"attempt_id": call.attempt_id})
             return False
         try:
-            await asyncio.gather(
-                self.telephony.bridge(call.attempt_id, ReadyAgent(agent_id, call.agent_channel)),
-                self.agents.connected(agent_id, call.attempt_id),
-            )
+            await self.telephony.bridge(call.attempt_id, ReadyAgent(agent_id, call.agent_channel))
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("preview bridge failed", extra={"attempt_id": call.attempt_id})
+        except Exception as exc:
+            log.warning("preview bridge failed: %s", exc, extra={"attempt_id": call.attempt_id})
             return False
-        await self._bridged(call, agent_id, run)
-        return True
+        return True  # BRIDGED (Asterisk's BridgeEnter) pushes the pop; the agent holds it
 
-    async def _bridged(self, call: Call, agent_id: int, run: CampaignRun | None) -> None:
-        call.bridged, call.agent_id = True, agent_id
-        now = self.clock()
+    async def _bridged(self, call: Call, event: CallEvent) -> None:
+        """Asterisk put the debtor in the agent's bridge: the agent talks and sees the pop."""
+        call.bridged, call.bridged_at = True, event.at
+        agent_id = call.agent_id
+        if agent_id is None and event.agent is not None and event.agent.isdigit():
+            agent_id = call.agent_id = int(event.agent)  # adopted: only Asterisk knows who
+        run = self.runs.get(call.campaign_id)
+        if agent_id is not None and call.reserved:
+            await self.agents.connected(agent_id, call.attempt_id)
         if call.answered is not None:
             metrics.record_connected(call.campaign_id, max(0.0, self.mono() - call.answered))
         path = None
@@ -725,7 +849,7 @@ class Engine:
             path = await self.telephony.start_recording(call.attempt_id)
         async with self.sessions.begin() as s:
             await attempts.stamp(
-                s, call.attempt_id, bridged_at=now, agent_id=agent_id, recording_path=path
+                s, call.attempt_id, bridged_at=event.at, agent_id=agent_id, recording_path=path
             )
             if call.callback_id is not None:
                 await attempts.callback_done(s, call.callback_id)
@@ -734,29 +858,26 @@ class Engine:
 
     async def _ended(self, call: Call, event: CallEvent) -> None:
         if call.routing is not None and not call.routing.done():
-            if call.bridged:
-                # Bridged already: let the router finish recording who took the call.
-                await asyncio.gather(call.routing, return_exceptions=True)
-            else:
-                call.routing.cancel()
-        view = self.runs[call.campaign_id].view if call.campaign_id in self.runs else call.view
-        limit = view.abandon_limit_s if view is not None else 2.0
-        if call.bridged:
-            outcome = "human"
-        elif call.abandoned:
-            outcome = "abandoned"
-        elif call.answered is not None and not call.machine:
-            if self.mono() - call.answered >= limit:
-                # Answered, never connected within the limit: abandoned, whoever hung up first.
-                outcome, call.abandoned = "abandoned", True
-            else:
-                # The debtor hung up before the limit ran out: no call was abandoned yet.
-                outcome = "hung_up_early"
-        else:
-            outcome = event.outcome or "failed"
-        await self._close(call.attempt_id, outcome, event.at, event.hangup_cause, event.dial_status)
-        if call.agent_id is not None:
-            await self.agents.call_ended(call.agent_id, call.attempt_id)
+            call.routing.cancel()
+            await asyncio.gather(call.routing, return_exceptions=True)
+        # Telephony's verdict (one pure function of what Asterisk said) is the outcome.
+        call.bridged, call.abandoned = event.bridged, event.abandoned
+        outcome = event.outcome or "failed"
+        agent_id = call.agent_id
+        if agent_id is not None and not event.bridged:
+            await self._free_agent(call, "debtor_hung_up")
+        if agent_id is not None and event.bridged:
+            # Wrap-up at once, from memory: the close below may wait for the database.
+            await self.agents.call_ended(agent_id, call.attempt_id)
+        await self._close(
+            call.attempt_id,
+            outcome,
+            event.at,
+            event.hangup_cause,
+            event.dial_status,
+            bridged=event.bridged,
+            abandoned=event.abandoned,
+        )
 
     async def _close(
         self,
@@ -765,8 +886,11 @@ class Engine:
         at: dt.datetime,
         hangup_cause: int | None = None,
         dial_status: str | None = None,
+        *,
+        bridged: bool = False,
+        abandoned: bool = False,
     ) -> None:
-        call = self.calls.pop(attempt_id, None)
+        call = self.calls.get(attempt_id)
         run = self.runs.get(call.campaign_id) if call else None
         rules = (
             run.rules
@@ -775,19 +899,36 @@ class Engine:
             if call is not None and call.view is not None
             else RetryRules()
         )
-        abandoned = bool(call and call.abandoned)
-        with metrics.timed_db_write("close_attempt"):
-            async with self.sessions.begin() as s:
-                closed = await attempts.close(
-                    s,
-                    attempt_id,
-                    outcome,
-                    at,
-                    rules,
-                    abandoned=abandoned,
-                    hangup_cause=hangup_cause,
-                    dial_status=dial_status,
-                )
+
+        async def write() -> bool:
+            with metrics.timed_db_write("close_attempt"):
+                async with self.sessions.begin() as s:
+                    return await attempts.close(
+                        s,
+                        attempt_id,
+                        outcome,
+                        at,
+                        rules,
+                        abandoned=abandoned,
+                        hangup_cause=hangup_cause,
+                        dial_status=dial_status,
+                        answered_at=call.answered_at if call else None,
+                        bridged_at=call.bridged_at if call and bridged else None,
+                        agent_id=call.agent_id if call and bridged else None,
+                    )
+
+        # Persisted before it is forgotten, retried until the database takes it: a close lost
+        # from memory would leave the attempt open for ever (and pacing counts it in flight
+        # meanwhile, which errs on the side of fewer calls).
+        closed = await retry(
+            write,
+            what=f"closing attempt {attempt_id}",
+            retry_on=DB_UNREACHABLE,
+            retry_if=_connection_lost,
+            on_failure=self._db_down,
+        )
+        self._db_up()
+        self.calls.pop(attempt_id, None)
         if closed and call is not None:
             metrics.record_outcome(call.campaign_id, outcome)
             if abandoned:
@@ -795,7 +936,7 @@ class Engine:
         if call is None or run is None:
             return
         mono = self.mono()
-        if call.bridged:
+        if bridged:
             kind = Outcome.CONNECTED
         elif abandoned:
             kind = Outcome.ABANDONED
@@ -807,26 +948,16 @@ class Engine:
         to_outcome = (call.answered if call.answered is not None else mono) - call.dialed
         run.history.append(Attempt(next(self._seq), mono, kind, max(0.0, to_outcome)))
 
-    async def _follow_adopted(self, campaign_id: int, now: dt.datetime) -> None:
-        adopted = [c for c in self.calls.values() if c.adopted and c.campaign_id == campaign_id]
-        if not adopted:
-            return
-        live = await self.telephony.live_attempts([c.attempt_id for c in adopted])
-        for call in adopted:
-            if call.attempt_id in live:
-                call.missing = 0
-                continue
-            # Gone from Asterisk: its Hangup (followed since the adoption) normally closed it
-            # already with the real outcome; missing twice in a row, it never will.
-            call.missing += 1
-            if call.missing >= 2:
-                await self._close(call.attempt_id, "human" if call.bridged else "lost", now)
-
     # -- recovery -----------------------------------------------------------------------------
     async def reconcile(self, campaign_id: int) -> int:
         """Close the campaign's open attempts Asterisk no longer has; adopt the live ones.
 
-        Returns how many were closed as `lost`. Nothing is ever re-dialed here.
+        Calls Asterisk no longer has are closed with the real outcome from Asterisk's own
+        record of them (the dialplan's AstDB entry, `PoolTelephony.ended`), else by the verdict
+        of what their row says (bridged: `human`), else `lost`, which rests the phone as long as
+        an abandon would (it may have been one). Returns how many were closed as `lost`.
+        Nothing is ever re-dialed here. Raises TelephonyUnavailable while a server that may hold
+        one of them is not connected: the runner is then started again after the backoff.
         """
         now = self.clock()
         async with self.sessions() as s:
@@ -835,23 +966,33 @@ class Engine:
                 for a in await attempts.open_attempts(s)
                 if a.campaign_id == campaign_id and not _held_preview(a, now)
             ]
-        known = [a.id for a in open_rows if a.id not in self.calls]
+        known = [a for a in open_rows if a.id not in self.calls]
         if not known:
             return 0
-        # Followed first, listed second: a call that ends in between is still seen ending.
-        self.telephony.follow(known)
-        live = await self.telephony.live_attempts(known)
+        view = self.runs[campaign_id].view if campaign_id in self.runs else None
+        limit = view.abandon_limit_s if view is not None else 2.0
+        # Telephony follows them first and lists Asterisk's channels second, so a call that
+        # ends in between is still seen ending; those it still has are followed like our own.
+        opened = [
+            OpenCall(
+                row.id,
+                answered=row.answered_at is not None,
+                bridged=row.bridged_at is not None,
+                abandon_limit_s=limit,
+                campaign_id=row.campaign_id,
+                account_id=row.account_id,
+                server=row.server,
+            )
+            for row in known
+        ]
+        live = await self.telephony.adopt(opened)
+        recorded = await self.telephony.ended([c for c in opened if c.attempt_id not in live])
+        run = self.runs.get(campaign_id)
+        rules = run.rules if run is not None else RetryRules()
         mono = self.mono()
         closed = 0
-        for row in open_rows:
-            if row.id in self.calls or row.id in live:
-                continue
-            async with self.sessions.begin() as s:
-                if await attempts.close(s, row.id, "lost", now, RetryRules()):
-                    closed += 1
-                    metrics.record_outcome(campaign_id, "lost")
-        for row in open_rows:
-            if row.id in live and row.id not in self.calls:
+        for row in known:
+            if row.id in live:
                 stage = CallStage.ANSWERED_WAITING if row.answered_at else CallStage.RINGING
                 self.calls[row.id] = Call(
                     row.id,
@@ -862,6 +1003,36 @@ class Engine:
                     agent_id=row.agent_id,
                     adopted=True,
                 )
+                continue
+            record = recorded.get(row.id)
+            if record is None:
+                guess = outcomes.verdict(
+                    outcomes.CallFacts(
+                        answered=row.answered_at is not None,
+                        bridged=row.bridged_at is not None,
+                        end_seen=False,
+                    )
+                )
+                record = EndedCall(row.id, guess.outcome.value, guess.bridged, guess.abandoned)
+            async with self.sessions.begin() as s:
+                if await attempts.close(
+                    s,
+                    row.id,
+                    record.outcome,
+                    now,
+                    rules,
+                    abandoned=record.abandoned,
+                    hangup_cause=record.hangup_cause,
+                    dial_status=record.dial_status,
+                    answered_at=now if record.bridged or record.abandoned else None,
+                    bridged_at=now if record.bridged else None,
+                    agent_id=row.agent_id if record.bridged else None,
+                ):
+                    metrics.record_outcome(campaign_id, record.outcome)
+                    if record.abandoned:
+                        metrics.record_abandoned(campaign_id)
+                    if record.outcome == "lost":
+                        closed += 1
         if closed:
             log.warning("closed %d lost attempts", closed, extra={"campaign_id": campaign_id})
         return closed

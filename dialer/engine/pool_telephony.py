@@ -7,26 +7,25 @@ channel variables that the shipped dialplan reads (asterisk_conf/extensions.conf
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-
-from panoramisk.message import Message
 
 from dialer.engine.ports import (
     CallEvent,
     CallEventKind,
+    CallGone,
+    EndedCall,
+    OpenCall,
     OriginateRefused,
     OriginateRequest,
     ReadyAgent,
+    TelephonyUnavailable,
 )
 from dialer.telephony import calls as tcalls
 from dialer.telephony.ami import AmiError
-from dialer.telephony.outcomes import Outcome, outcome_of_unanswered
-from dialer.telephony.pool import NoCapacity, ServerPool
+from dialer.telephony.asterisk import CallNotFound
+from dialer.telephony.outcomes import facts_from_record, record_owner, verdict
+from dialer.telephony.pool import AdoptedCall, NoCapacity, ServerPool
 
 log = logging.getLogger("dialer.engine.telephony")
 
@@ -38,6 +37,7 @@ _KINDS = {
     tcalls.CallEventKind.HUMAN: CallEventKind.ANSWERED,
     tcalls.CallEventKind.MACHINE: CallEventKind.MACHINE,
     tcalls.CallEventKind.BRIDGED: CallEventKind.BRIDGED,
+    tcalls.CallEventKind.CONNECT_FAILED: CallEventKind.CONNECT_FAILED,
     tcalls.CallEventKind.ABANDONED: CallEventKind.ABANDONED,
     tcalls.CallEventKind.ENDED: CallEventKind.ENDED,
 }
@@ -58,26 +58,10 @@ def to_engine_event(event: tcalls.CallEvent) -> CallEvent | None:
         dial_status=event.dial_status,
         amd_result=event.amd_status,
         amd_cause=event.amd_cause,
+        agent=event.agent,
+        bridged=event.bridged,
+        abandoned=event.abandoned,
     )
-
-
-# Where an answered call was when it ended (DIALER_STAGE in the DialerCallEnd user event) -> the
-# outcome of an adopted call, whose earlier events this process never saw.
-_STAGE_OUTCOMES = {
-    "connected": Outcome.HUMAN,
-    "safe-harbor": Outcome.ABANDONED,
-    "machine": Outcome.MACHINE,
-    "machine-message": Outcome.MACHINE,
-}
-# The Local ;1 half of a dialer call: its Hangup is the call's end (the ;2 half is "<id>-2").
-_FIRST_HALF = re.compile(r"^dialer-\d+-[0-9a-f]+$")
-
-
-@dataclass(slots=True)
-class _Followed:
-    dial_status: str | None = None
-    hangup_cause: int | None = None
-    outcome: Outcome | None = None
 
 
 class PoolTelephony:
@@ -85,72 +69,48 @@ class PoolTelephony:
 
     def __init__(self, pool: ServerPool) -> None:
         self.pool = pool
-        self._followed: dict[int, _Followed] = {}
-        for server in pool.servers:
-            server.connection.listeners.append(functools.partial(self._on_ami, server.name))
 
-    def follow(self, attempt_ids: Sequence[int]) -> None:
-        for attempt_id in attempt_ids:
-            self._followed.setdefault(attempt_id, _Followed())
-
-    def _on_ami(self, server: str, message: Message) -> None:
-        """The end of adopted calls, from the shipped dialplan's user events and the Hangup of
-        the call's first channel (the call tracker knows only the calls it originated)."""
-        if not self._followed:
-            return
-        name = message.get("Event")
-        if name == "UserEvent":
-            try:
-                attempt_id = int(str(message.get("Attempt", "")))
-            except ValueError:
-                return
-            followed = self._followed.get(attempt_id)
-            if followed is None:
-                return
-            kind = message.get("UserEvent")
-            if kind == "DialerDialResult":
-                followed.dial_status = str(message.get("DialStatus", "")) or None
-            elif kind == "DialerCallEnd":
-                stage = str(message.get("Stage", ""))
-                amd = str(message.get("Amd", "")).upper()
-                followed.outcome = _STAGE_OUTCOMES.get(
-                    stage, Outcome.MACHINE if amd == "MACHINE" else Outcome.HUNG_UP_EARLY
-                )
-            return
-        if name != "Hangup":
-            return
-        uniqueid = str(message.get("Uniqueid", ""))
-        ended = tcalls.attempt_of(uniqueid)
-        if ended is None or not _FIRST_HALF.match(uniqueid):
-            return
-        attempt_id = ended
-        followed = self._followed.pop(attempt_id, None)
-        if followed is None:
-            return
-        with contextlib.suppress(ValueError):
-            followed.hangup_cause = int(str(message.get("Cause", "")))
-        outcome = followed.outcome or outcome_of_unanswered(
-            dial_status=followed.dial_status, hangup_cause=followed.hangup_cause
-        )
-        now = tcalls.utcnow()
-        channel = str(message.get("Channel", "")) or None
-        kinds = [tcalls.CallEventKind.ENDED]
-        if outcome is Outcome.ABANDONED:
-            kinds.insert(0, tcalls.CallEventKind.ABANDONED)
-        for kind in kinds:
-            self.pool.events.put_nowait(
-                tcalls.CallEvent(
-                    kind=kind,
-                    server=server,
-                    attempt_id=attempt_id,
-                    at=now,
-                    state=tcalls.CallState.ENDED,
-                    outcome=outcome,
-                    channel=channel,
-                    hangup_cause=followed.hangup_cause,
-                    dial_status=followed.dial_status,
-                )
+    async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+        # Asked before the servers are back (a start-up, a reconnect), Asterisk's silence would
+        # read as "no such call" and close live or recorded calls as lost.
+        # (A server this process is not configured with cannot be waited for: its calls are
+        # looked for on the servers it has, and closed by what those say.)
+        up = {s.name for s in self.pool.in_rotation()}
+        configured = {s.name for s in self.pool.servers}
+        missing = ({c.server for c in calls if c.server is not None} & configured) - up
+        if calls and (missing or not up):
+            raise TelephonyUnavailable(
+                f"AMI not connected to {', '.join(sorted(missing)) or 'any server'}: "
+                "open calls are reconciled once it is"
             )
+        return await self.pool.adopt(
+            [AdoptedCall(c.attempt_id, c.answered, c.bridged, c.abandon_limit_s) for c in calls]
+        )
+
+    async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
+        by_id = {c.attempt_id: c for c in calls}
+        out: dict[int, EndedCall] = {}
+        for attempt_id, record in (await self.pool.records(list(by_id))).items():
+            call = by_id[attempt_id]
+            campaign, account = record_owner(record)
+            if (campaign, account) != (str(call.campaign_id), str(call.account_id)):
+                # Another database's attempt of the same id (a reset, a second installation).
+                log.warning("call record of another attempt", extra={"attempt_id": attempt_id})
+                continue
+            facts = facts_from_record(record, abandon_limit_s=call.abandon_limit_s)
+            if facts is None:
+                log.warning("unreadable call record", extra={"attempt_id": attempt_id})
+                continue
+            result = verdict(facts)
+            out[attempt_id] = EndedCall(
+                attempt_id,
+                result.outcome.value,
+                bridged=result.bridged,
+                abandoned=result.abandoned,
+                hangup_cause=facts.hangup_cause,
+                dial_status=facts.dial_status,
+            )
+        return out
 
     async def originate(self, request: OriginateRequest) -> str:
         variables = {
@@ -162,14 +122,25 @@ class PoolTelephony:
         }
         try:
             call = await self.pool.originate(
-                request.attempt_id, request.number, caller_id=request.caller_id, variables=variables
+                request.attempt_id,
+                request.number,
+                caller_id=request.caller_id,
+                variables=variables,
+                abandon_limit_s=request.abandon_limit_s,
             )
         except (NoCapacity, ValueError) as exc:
             raise OriginateRefused(str(exc)) from exc
         return call.server
 
     async def bridge(self, attempt_id: int, agent: ReadyAgent) -> None:
-        await self.pool.connect_agent(attempt_id, str(agent.agent_id))
+        try:
+            await self.pool.connect_agent(attempt_id, str(agent.agent_id))
+        except (AmiError, CallNotFound) as exc:
+            # The Redirect's error comes after the call's Hangup events on the same connection:
+            # a call the tracker no longer has was hung up by the debtor.
+            if not any(attempt_id in s.tracker.calls for s in self.pool.servers):
+                raise CallGone(f"attempt {attempt_id} hung up before the connect") from exc
+            raise
 
     async def safe_harbor(self, attempt_id: int) -> None:
         await self.pool.play_safe_harbor(attempt_id)
@@ -188,22 +159,6 @@ class PoolTelephony:
 
     def free_channels(self) -> int | None:
         return self.pool.free_capacity()
-
-    async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
-        """Attempts of `candidates` that still have a channel on any server in rotation."""
-        wanted, live = set(candidates), set()
-        for server in self.pool.in_rotation():
-            try:
-                channels = await server.connection.send_list({"Action": "CoreShowChannels"})
-            except AmiError:
-                log.warning("could not list channels", extra={"server": server.name})
-                continue
-            for channel in channels:
-                for key in ("Uniqueid", "Linkedid"):
-                    attempt = tcalls.attempt_of(str(channel.get(key, "")))
-                    if attempt is not None and attempt in wanted:
-                        live.add(attempt)
-        return live
 
     async def pump(self, deliver: Callable[[CallEvent], Awaitable[None]]) -> None:
         """Hand the pool's events to the engine forever (cancel to stop): in order per call, and

@@ -19,9 +19,11 @@ class CallEventKind(enum.StrEnum):
     RINGING = "ringing"
     ANSWERED = "answered"  # a live human (after AMD when the campaign uses it)
     MACHINE = "machine"  # an answering machine (AMD)
-    BRIDGED = "bridged"  # the debtor's channel is in the agent's bridge
+    BRIDGED = "bridged"  # Asterisk's BridgeEnter: the debtor's channel is in the agent's bridge
+    CONNECT_FAILED = "connect_failed"  # the agent's channel was gone; the dialplan plays the
+    # safe harbor itself (abandoned, never bridged)
     ABANDONED = "abandoned"  # the safe-harbor message started (the dialplan's own fallback too)
-    ENDED = "ended"  # final; carries the outcome
+    ENDED = "ended"  # final; carries the outcome and flags, decided by telephony
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,27 @@ class CallEvent:
     dial_status: str | None = None
     amd_result: str | None = None
     amd_cause: str | None = None
+    agent: str | None = None  # BRIDGED: the agent id the dialplan connected (DialerConnecting)
+    # ENDED: telephony's verdict (dialer.telephony.outcomes.verdict); never both.
+    bridged: bool = False
+    abandoned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCall:
+    """An open attempt found at start-up, with what its row says already happened."""
+
+    attempt_id: int
+    answered: bool = False
+    bridged: bool = False
+    abandon_limit_s: float = 2.0
+    campaign_id: int | None = None  # checked against Asterisk's record of the attempt
+    account_id: int | None = None
+    server: str | None = None  # where it was placed, when the row says
+
+
+class TelephonyUnavailable(Exception):
+    """Asterisk cannot be asked now (the server of an open call is not connected): try later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +74,29 @@ class OriginateRequest:
     machine_action: str = "hangup"  # or "message": what the dialplan does with a machine
     record: bool = False
     variables: Mapping[str, str] = field(default_factory=dict)
+    abandon_limit_s: float = 2.0  # a person never connected within it counts as abandoned
 
 
 @dataclass(frozen=True, slots=True)
 class ReadyAgent:
     agent_id: int
     channel: str  # the nailed-up channel answered calls are bridged into
+
+
+@dataclass(frozen=True, slots=True)
+class EndedCall:
+    """How a call that ended while no process followed it came out, from Asterisk's records."""
+
+    attempt_id: int
+    outcome: str
+    bridged: bool = False
+    abandoned: bool = False
+    hangup_cause: int | None = None
+    dial_status: str | None = None
+
+
+class CallGone(Exception):
+    """A command for a call that Asterisk no longer has (the debtor hung up)."""
 
 
 class OriginateRefused(Exception):
@@ -88,14 +128,14 @@ class TelephonyPort(Protocol):
         """Channels the pool can still take now; None when unlimited."""
         ...
 
-    async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
-        """Of `candidates`, the attempts Asterisk still has a channel for (resync)."""
+    async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+        """Calls another (dead) process placed: telephony follows those Asterisk still has
+        (returned) like its own, to their ENDED with the real outcome. TelephonyUnavailable when
+        a server that may hold one of them is not connected (nothing can be decided yet)."""
         ...
 
-    def follow(self, attempt_ids: Sequence[int]) -> None:
-        """Calls another (dead) process placed, adopted after a restart: report their end as
-        events (ENDED with the real outcome, ABANDONED before it for a safe harbor) when
-        Asterisk says it; the engine's polling of `live_attempts` remains the backstop."""
+    async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
+        """Of calls Asterisk no longer has, how those it kept a record of ended."""
         ...
 
 
@@ -117,7 +157,10 @@ class AgentsPort(Protocol):
         """Reserved -> talking, and the screen pop goes to the agent's browser."""
         ...
 
-    async def unreserve(self, agent_id: int) -> None: ...
+    async def unreserve(self, agent_id: int, reason: str = "not_connected") -> None:
+        """Reserved -> ready: the call never reached the agent; `reason` tells the desktop why
+        (`debtor_hung_up`, `agent_channel_lost`, `connect_failed`)."""
+        ...
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:
         """Talking -> wrap-up."""

@@ -53,9 +53,14 @@ async def close(
     abandoned: bool = False,
     hangup_cause: int | None = None,
     dial_status: str | None = None,
+    answered_at: dt.datetime | None = None,
+    bridged_at: dt.datetime | None = None,
+    agent_id: int | None = None,
 ) -> bool:
     """End an attempt with its outcome and schedule the phone and the account.
 
+    `answered_at`, `bridged_at`, `agent_id`: what the call's earlier events said, written here too
+    when their own stamps were lost (the database was away meanwhile); never overwritten.
     Returns False when the attempt was already closed (a late event or a second resync), so a call
     is never counted twice.
     """
@@ -73,6 +78,12 @@ async def close(
         attempt.hangup_cause = hangup_cause
     if dial_status is not None:
         attempt.dial_status = dial_status
+    if answered_at is not None and attempt.answered_at is None:
+        attempt.answered_at = answered_at
+    if bridged_at is not None and attempt.bridged_at is None:
+        attempt.bridged_at = bridged_at
+    if agent_id is not None and attempt.agent_id is None:
+        attempt.agent_id = agent_id
 
     phones = list(
         (

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from dialer.settings import AmiServer
+from dialer.supervisor import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,9 @@ class AmiConnection:
     # ------------------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         """Connect, log in, keep alive; on any loss wait (backoff with jitter) and start again."""
-        delay = self.options.backoff_initial
+        # The process's one backoff policy (dialer.supervisor), with this connection's bounds.
+        policy = Backoff(initial=self.options.backoff_initial, maximum=self.options.backoff_max)
+        delays = policy.delays()
         while not self._closing:
             try:
                 await self._connect_and_login()
@@ -183,10 +185,9 @@ class AmiConnection:
                     extra={"server": self.name},
                 )
                 self._teardown()
-                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-                delay = min(delay * 2, self.options.backoff_max)
+                await asyncio.sleep(next(delays))
                 continue
-            delay = self.options.backoff_initial
+            delays = policy.delays()
             self.last_error = None
             self._up = True
             self.sessions += 1
@@ -219,7 +220,7 @@ class AmiConnection:
                 if was_up and self._on_down is not None:
                     self._on_down(self.last_error or "connection lost")
             if not self._closing:
-                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+                await asyncio.sleep(next(delays))
 
     async def close(self) -> None:
         """Log off and stop reconnecting. `run()` returns soon after."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from panoramisk.message import Message
 
 from dialer.settings import AmiServer
+from dialer.supervisor import keep_running
 from dialer.telephony.ami import (
     AmiActionFailed,
     AmiConnection,
@@ -140,9 +141,15 @@ class AsteriskServer:
     # ----------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Start connecting (returns at once; `wait_connected` waits for the first login)."""
+        # Owned here (`close` reads them); an unexpected error restarts the loop after the
+        # shared backoff rather than ending it silently.
         self._tasks = [
-            asyncio.create_task(self.connection.run(), name=f"ami-{self.name}"),
-            asyncio.create_task(self._audit(), name=f"ami-audit-{self.name}"),
+            asyncio.create_task(
+                keep_running(f"AMI {self.name}", self.connection.run), name=f"ami-{self.name}"
+            ),
+            asyncio.create_task(
+                keep_running(f"AMI audit {self.name}", self._audit), name=f"ami-audit-{self.name}"
+            ),
         ]
 
     async def wait_connected(self, within_s: float) -> None:
@@ -249,6 +256,7 @@ class AsteriskServer:
         trunk: str = "default",
         caller_id: str | None = None,
         variables: Mapping[str, str] | None = None,
+        abandon_limit_s: float = 2.0,
     ) -> Call:
         """Place the call. Returns the tracked call (see the module docstring for errors)."""
         if not _NUMBER.match(number):
@@ -267,7 +275,7 @@ class AsteriskServer:
         if not self.connected:
             raise AmiNotConnected(f"AMI {self.name}: not in rotation; Originate not sent")
         cid = channel_id(attempt_id, secrets.token_hex(4))
-        call = self.tracker.expect(attempt_id, cid, trunk=trunk)
+        call = self.tracker.expect(attempt_id, cid, trunk=trunk, abandon_limit_s=abandon_limit_s)
         fields: dict[str, str | list[str]] = {
             "Action": "Originate",
             "ActionID": cid,
@@ -304,6 +312,20 @@ class AsteriskServer:
             return call
         self.tracker.originate_queued(call)
         return call
+
+    async def record(self, attempt_id: int) -> str | None:
+        """The dialplan's AstDB record of how the attempt ended (family `dialer`), or None when
+        Asterisk has none. Read with DBGet (the dialer's "reporting" write privilege)."""
+        try:
+            replies = await self.connection.send_list(
+                {"Action": "DBGet", "Family": "dialer", "Key": f"call-{attempt_id}"}
+            )
+        except AmiActionFailed:
+            return None  # "Database entry not found"
+        for reply in replies:
+            if reply.get("Event") == "DBGetResponse":
+                return str(reply.get("Val", "")) or None
+        return None
 
     def call(self, attempt_id: int) -> Call:
         call = self.tracker.calls.get(attempt_id)

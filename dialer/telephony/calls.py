@@ -9,8 +9,11 @@ The engine's interface (one direction, typed, documented here):
                  (`dialer.telephony.asterisk.Telephony.events` is an asyncio.Queue of them).
     kinds:     ORIGINATED, RINGING, ANSWERED (the line answered; AMD may still be listening),
                HUMAN (a person is waiting: bridge to an agent or play the safe harbor *now*),
-               MACHINE, BRIDGED (in the agent's nailed-up channel), ABANDONED (safe harbor
-               started), ENDED (always last, exactly once per call, carries `outcome`),
+               MACHINE, BRIDGED (Asterisk's BridgeEnter of the call into the agent's bridge, not
+               the Redirect's reply), CONNECT_FAILED (the dialplan found the agent's channel
+               gone, DialerConnectFailed, and plays the safe harbor itself), ABANDONED (safe
+               harbor started), ENDED (always last, exactly once per call, carries `outcome`
+               and the `bridged`/`abandoned` flags, all three from `outcomes.verdict`),
                UNKNOWN_CHANNEL (Asterisk has a channel the dialer does not know; reported once).
 
 How a channel is tied to its attempt: the Originate's `ChannelId` (and ActionID) is
@@ -21,13 +24,20 @@ attempt id also rides in the channel variable DIALER_ATTEMPT_ID.
 
 States: created -> originated -> ringing -> answered (answered_by human | machine) -> bridged |
 abandoned -> ended; an unanswered call goes from originated/ringing straight to ended with
-busy / no_answer / congestion / invalid_number / failed (dialer.telephony.outcomes decides).
-A call the dialer thought alive that Asterisk no longer has ends with outcome `lost`.
+busy / no_answer / congestion / invalid_number / failed. The final outcome is never decided here
+by hand: `Call.facts()` collects what Asterisk said and `dialer.telephony.outcomes.verdict` (one
+pure function, also used for adopted and reconciled calls) decides. A call the dialer thought
+alive that Asterisk no longer has, with nothing known of its end, ends with outcome `lost`.
+
+Adopted calls (placed by a process that died): `adopt` registers the attempt without its channel
+token; the first event whose Linkedid names the attempt binds it, and the call is followed like
+any other from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import logging
@@ -39,7 +49,13 @@ from typing import ClassVar
 
 from panoramisk.message import Message
 
-from dialer.telephony.outcomes import Outcome, outcome_of_answered, outcome_of_unanswered
+from dialer.telephony.outcomes import (
+    CallFacts,
+    Outcome,
+    Stage,
+    outcome_of_answered,
+    verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +104,7 @@ class CallEventKind(enum.StrEnum):
     HUMAN = "human"
     MACHINE = "machine"
     BRIDGED = "bridged"
+    CONNECT_FAILED = "connect_failed"
     ABANDONED = "abandoned"
     ENDED = "ended"
     UNKNOWN_CHANNEL = "unknown_channel"
@@ -110,6 +127,8 @@ class CallEvent:
     dial_status: str | None = None
     amd_status: str | None = None
     amd_cause: str | None = None
+    bridged: bool = False  # ENDED: the verdict's flags (never both)
+    abandoned: bool = False
 
 
 @dataclass(slots=True)
@@ -140,6 +159,34 @@ class Call:
     hangup_requested: bool = False
     originated_mono: float = 0.0
     human_mono: float = 0.0  # monotonic time of the HUMAN event (answer -> agent latency)
+    # Facts for the verdict (dialer.telephony.outcomes.CallFacts).
+    safe_harbor: bool = False
+    connect_failed: bool = False
+    stage: Stage | None = None
+    abandon_limit_s: float = 2.0
+    adopted: bool = False  # placed by another (dead) process; channel_id learnt from events
+    ended_mono: float | None = None
+
+    def facts(self, *, end_seen: bool = True) -> CallFacts:
+        waited = None
+        if self.human_mono and self.ended_mono is not None:
+            waited = max(0.0, self.ended_mono - self.human_mono)
+        return CallFacts(
+            answered=self.at(CallState.ANSWERED) is not None,
+            human=self.answered_by is AnsweredBy.HUMAN,
+            amd_status=self.amd_status,
+            bridged=self.at(CallState.BRIDGED) is not None,
+            safe_harbor=self.safe_harbor,
+            connect_failed=self.connect_failed,
+            stage=self.stage,
+            waited_s=waited,
+            abandon_limit_s=self.abandon_limit_s,
+            dial_status=self.dial_status,
+            hangup_cause=self.hangup_cause,
+            originate_reason=self.originate_reason,
+            hangup_requested=self.hangup_requested,
+            end_seen=end_seen,
+        )
 
     @property
     def ended(self) -> bool:
@@ -174,6 +221,7 @@ class ResyncReport:
 CallSink = Callable[[CallEvent], None]
 
 _UP = "6"
+_FIRST_HALF = re.compile(r"^dialer-\d+-[0-9a-f]+$")  # a ;1 half's Uniqueid ("<id>-2": the ;2)
 _RINGING_STATES = frozenset({"4", "5"})  # Ring, Ringing
 # Contexts of channels that are the dialer's own but not calls (agents' nailed-up sessions).
 DEFAULT_IGNORED_CONTEXTS = frozenset({"dialer-agent-session", "sim-agent-phone"})
@@ -215,16 +263,54 @@ class CallTracker:
         self.events_handled = 0
 
     # ------------------------------------------------------------------ commands from the adapter
-    def expect(self, attempt_id: int, cid: str, *, trunk: str = "default") -> Call:
-        """Register an attempt about to be originated (state `created`)."""
+    def expect(
+        self, attempt_id: int, cid: str, *, trunk: str = "default", abandon_limit_s: float = 2.0
+    ) -> Call:
+        """Register an attempt about to be originated (state `created`). `abandon_limit_s`:
+        the campaign's limit, after which a person never connected counts as abandoned."""
         if attempt_id in self.calls:
             raise ValueError(f"attempt {attempt_id} is already in flight on {self.server}")
-        call = Call(attempt_id, self.server, cid, trunk=trunk)
+        call = Call(attempt_id, self.server, cid, trunk=trunk, abandon_limit_s=abandon_limit_s)
         call.transitions.append((CallState.CREATED, self._clock()))
         call.originated_mono = self._mono()
         self.calls[attempt_id] = call
         self._by_cid[cid] = call
         return call
+
+    def adopt(
+        self,
+        attempt_id: int,
+        *,
+        answered: bool = False,
+        bridged: bool = False,
+        abandon_limit_s: float = 2.0,
+    ) -> Call:
+        """Follow a call another (dead) process placed: what its database row says happened
+        (`answered`, `bridged`) stands in for the events this process never saw. The channel is
+        bound by the first event (or channel listed) whose Linkedid names the attempt."""
+        existing = self.calls.get(attempt_id)
+        if existing is not None:
+            return existing
+        call = Call(attempt_id, self.server, "", adopted=True, abandon_limit_s=abandon_limit_s)
+        now = self._clock()
+        call.transitions.append((CallState.ORIGINATED, now))
+        call.state = CallState.ORIGINATED
+        if answered or bridged:
+            call.transitions.append((CallState.ANSWERED, now))
+            call.state = CallState.ANSWERED
+        if bridged:
+            call.transitions.append((CallState.BRIDGED, now))
+            call.state = CallState.BRIDGED
+        call.originated_mono = self._mono()
+        self.calls[attempt_id] = call
+        return call
+
+    def drop_adopted(self, attempt_ids: Iterable[int]) -> None:
+        """Stop following adopted calls that are not on this server (nothing seen of them)."""
+        for attempt_id in attempt_ids:
+            call = self.calls.get(attempt_id)
+            if call is not None and call.adopted and not call.channel_id:
+                del self.calls[attempt_id]
 
     def originate_queued(self, call: Call) -> None:
         """Asterisk acknowledged the Originate."""
@@ -242,7 +328,7 @@ class CallTracker:
 
     def originate_refused(self, call: Call) -> None:
         """Asterisk answered the Originate with an error: nothing was dialed."""
-        self._end(call, Outcome.FAILED)
+        self._finish(call)
 
     def forget(self, call: Call) -> None:
         """Drop a call that was never sent (the server went down before the Originate left)."""
@@ -258,7 +344,7 @@ class CallTracker:
         """Close every call in flight as lost (the server stayed unreachable)."""
         lost = [c.attempt_id for c in list(self.calls.values())]
         for attempt_id in lost:
-            self._end(self.calls[attempt_id], Outcome.LOST)
+            self._finish(self.calls[attempt_id], end_seen=False)
         return lost
 
     # ------------------------------------------------------------------------- AMI events
@@ -285,6 +371,8 @@ class CallTracker:
                 call = self._by_cid.get(linked[1])
                 if call is None:
                     call = self._by_cid.get(uid[1])
+                if call is None:
+                    call = self._bind_adopted(linked[1])
                 if call is not None:
                     # A new leg of a known call (the ;2 half, the trunk leg).
                     call.legs.add(uid[1])
@@ -293,6 +381,17 @@ class CallTracker:
                         call.channel = store["channel"][1]
                     return call
         return None
+
+    def _bind_adopted(self, linked: str) -> Call | None:
+        """An adopted call's first event: its Linkedid is the ;1 half's Uniqueid (the token the
+        dead process chose)."""
+        attempt = attempt_of(linked)
+        call = self.calls.get(attempt) if attempt is not None else None
+        if call is None or not call.adopted or call.channel_id or not _FIRST_HALF.match(linked):
+            return None
+        call.channel_id = linked
+        self._by_cid[linked] = call
+        return call
 
     def _on_newchannel(self, store: dict[str, tuple[str, str]]) -> None:
         call = self._call_for(store)
@@ -339,7 +438,7 @@ class CallTracker:
             # failure; without an event loop (unit tests) the call ends now.
             # With legs still up, their Hangup events are sure to follow and end the call; the
             # periodic audit closes it should they never come.
-            self._end_unanswered(call)
+            self._finish(call)
 
     def _end_later(self, call: Call) -> bool:
         """End `call` by what is known after `failure_grace` seconds unless its channels'
@@ -351,7 +450,7 @@ class CallTracker:
 
         def end_if_silent() -> None:
             if not call.ended and not call.legs:
-                self._end_unanswered(call)
+                self._finish(call)
 
         loop.call_later(self.failure_grace, end_if_silent)
         return True
@@ -376,16 +475,17 @@ class CallTracker:
             ):
                 call.hangup_cause = int(cause[1])
         if uid == call.channel_id or not call.legs:
-            if _RANK[call.state] >= _RANK[CallState.ANSWERED]:
-                self._end_answered(call)
-            else:
-                self._end_unanswered(call)
+            self._finish(call)
 
     def _on_bridgeenter(self, store: dict[str, tuple[str, str]]) -> None:
         call = self._call_for(store)
         if call is None or store["uniqueid"][1] != call.channel_id:
             return
-        # Only the ;1 half joins a bridge after the answer: the agent's (dialer-connect).
+        # The ;1 half running Bridge() in [dialer-connect] joins the agent's channel: that, and
+        # not the Redirect's reply, is the connection (the Redirect may land on a channel about
+        # to hang up, or on an agent whose channel is gone).
+        if store.get("context", ("", ""))[1] != "dialer-connect":
+            return
         if _RANK[call.state] < _RANK[CallState.BRIDGED]:
             self._advance(call, CallState.BRIDGED, CallEventKind.BRIDGED)
 
@@ -423,8 +523,20 @@ class CallTracker:
             call.agent_channel = store.get("agentchannel", ("", ""))[1] or None
         elif name == "DialerSafeHarbor":
             if _RANK[call.state] < _RANK[CallState.ABANDONED]:
+                call.safe_harbor = True
                 call.outcome = Outcome.ABANDONED
                 self._advance(call, CallState.ABANDONED, CallEventKind.ABANDONED)
+        elif name == "DialerConnectFailed":
+            # The agent's channel was gone when the call reached [dialer-connect]: the dialplan
+            # plays the safe harbor itself (its DialerSafeHarbor follows). Abandoned, whatever
+            # the debtor does next; the agent was never connected.
+            if _RANK[call.state] < _RANK[CallState.BRIDGED] and not call.connect_failed:
+                call.connect_failed = True
+                call.agent = store.get("agent", ("", ""))[1] or call.agent
+                self._emit(call, CallEventKind.CONNECT_FAILED)
+        elif name == "DialerCallEnd":
+            with contextlib.suppress(ValueError):
+                call.stage = Stage(store.get("stage", ("", ""))[1])
         elif name == "DialerDialResult":
             status = store.get("dialstatus", ("", ""))[1]
             if status:
@@ -437,7 +549,7 @@ class CallTracker:
         # Asterisk is stopping or restarting: whatever is still up is about to be cut (its
         # Hangup events, if any arrive, say nothing about the debtor). Lost, not "no answer".
         lost = self.close_all_lost()
-        if lost:
+        if lost:  # (each with what was seen of it: a bridged call stays bridged)
             log.warning(
                 "AMI %s: Asterisk shutting down; %d calls lost",
                 self.server,
@@ -469,46 +581,35 @@ class CallTracker:
         call.transitions.append((state, self._clock()))
         self._emit(call, kind)
 
-    def _end_unanswered(self, call: Call) -> None:
-        if call.hangup_requested:
-            self._end(call, Outcome.NO_ANSWER)
+    def _finish(self, call: Call, *, end_seen: bool = True) -> None:
+        """End the call with `outcomes.verdict` of what was seen (`end_seen` False: Asterisk
+        dropped it without telling how it ended)."""
+        if call.ended:
             return
-        self._end(
-            call,
-            outcome_of_unanswered(
-                dial_status=call.dial_status,
-                hangup_cause=call.hangup_cause,
-                originate_reason=call.originate_reason,
-            ),
-        )
+        call.ended_mono = self._mono()
+        result = verdict(call.facts(end_seen=end_seen))
+        self._end(call, result.outcome, bridged=result.bridged, abandoned=result.abandoned)
 
-    def _end_answered(self, call: Call) -> None:
-        outcome = call.outcome
-        if outcome is None:
-            if call.state is CallState.BRIDGED:
-                outcome = Outcome.HUMAN
-            elif call.answered_by is AnsweredBy.HUMAN or call.amd_status is None:
-                # A person answered and hung up before an agent or the message reached them.
-                outcome = Outcome.HUNG_UP_EARLY
-            else:
-                outcome = outcome_of_answered(call.amd_status)
-        self._end(call, outcome)
-
-    def _end(self, call: Call, outcome: Outcome) -> None:
+    def _end(
+        self, call: Call, outcome: Outcome, *, bridged: bool = False, abandoned: bool = False
+    ) -> None:
         if call.ended:
             return
         call.outcome = outcome
         call.state = CallState.ENDED
         call.transitions.append((CallState.ENDED, self._clock()))
-        self._recently_ended[call.channel_id] = self._mono()
+        if call.channel_id:
+            self._recently_ended[call.channel_id] = self._mono()
         self.calls.pop(call.attempt_id, None)
         self._by_cid.pop(call.channel_id, None)
         for uid in call.legs:
             self._by_uid.pop(uid, None)
         call.legs.clear()
-        self._emit(call, CallEventKind.ENDED)
+        self._emit(call, CallEventKind.ENDED, bridged=bridged, abandoned=abandoned)
 
-    def _emit(self, call: Call, kind: CallEventKind) -> None:
+    def _emit(
+        self, call: Call, kind: CallEventKind, *, bridged: bool = False, abandoned: bool = False
+    ) -> None:
         self._sink(
             CallEvent(
                 kind=kind,
@@ -524,6 +625,8 @@ class CallTracker:
                 dial_status=call.dial_status,
                 amd_status=call.amd_status,
                 amd_cause=call.amd_cause,
+                bridged=bridged,
+                abandoned=abandoned,
             )
         )
 
@@ -620,7 +723,7 @@ class CallTracker:
                 pending += 1
                 continue
             lost.append(call.attempt_id)
-            self._end(call, Outcome.LOST)
+            self._finish(call, end_seen=False)
         self._reported_unknown &= live_uids
         horizon = now - 60.0
         self._recently_ended = {k: t for k, t in self._recently_ended.items() if t > horizon}
@@ -640,9 +743,15 @@ class CallTracker:
             return
         self._answered(call)
         context = store.get("context", ("", ""))[1]
-        if context == "dialer-connect" and _RANK[call.state] < _RANK[CallState.BRIDGED]:
+        in_bridge = bool(store.get("bridgeid", ("", ""))[1])
+        if (
+            context == "dialer-connect"
+            and in_bridge
+            and _RANK[call.state] < _RANK[CallState.BRIDGED]
+        ):
             self._advance(call, CallState.BRIDGED, CallEventKind.BRIDGED)
         elif context == "dialer-safe-harbor" and _RANK[call.state] < _RANK[CallState.ABANDONED]:
+            call.safe_harbor = True
             call.outcome = Outcome.ABANDONED
             self._advance(call, CallState.ABANDONED, CallEventKind.ABANDONED)
         elif context == "dialer-machine" and call.answered_by is None:

@@ -197,3 +197,142 @@ def outcome_of_answered(amd_status: str | None) -> Outcome:
     if amd_status is None or amd_status.strip().upper() in ("", "OFF"):
         return Outcome.HUMAN
     return lookup(Signal.AMD_STATUS, amd_status) or Outcome.HUMAN
+
+
+class Stage(enum.StrEnum):
+    """Where the dialplan last put an answered call (`DIALER_STAGE` in its DialerCallEnd event);
+    what is left of a call whose other events this process never saw (adopted, reconciled)."""
+
+    ANSWERED = "answered"
+    AMD = "amd"
+    AWAITING_AGENT = "awaiting-agent"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    SAFE_HARBOR = "safe-harbor"
+    MACHINE = "machine"
+    MACHINE_MESSAGE = "machine-message"
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What Asterisk reported about one call, as far as anyone saw it. Every field is a fact
+    from an event (or from Asterisk's own records after a restart), never a decision."""
+
+    answered: bool = False
+    human: bool = False  # DialerAwaitingAgent: a person waits for an agent (AMD said so, or off)
+    amd_status: str | None = None
+    bridged: bool = False  # BridgeEnter of the call into the agent's bridge ([dialer-connect])
+    safe_harbor: bool = False  # DialerSafeHarbor: the message started
+    connect_failed: bool = False  # DialerConnectFailed: the agent's channel was gone
+    stage: Stage | None = None  # DialerCallEnd's stage, when that is all that is known
+    waited_s: float | None = None  # from the human answer to the end, when both were seen
+    abandon_limit_s: float = 2.0
+    dial_status: str | None = None
+    hangup_cause: int | None = None
+    originate_reason: str | None = None
+    hangup_requested: bool = False  # the dialer hung up an unanswered call itself
+    end_seen: bool = True  # False: Asterisk has no record of how (or whether) it ended
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A call's final outcome and the two flags the abandon rate counts; never both flags."""
+
+    outcome: Outcome
+    bridged: bool = False
+    abandoned: bool = False
+
+
+_STAGE_VERDICTS: Final[Mapping[Stage, Verdict]] = MappingProxyType(
+    {
+        Stage.CONNECTED: Verdict(Outcome.HUMAN, bridged=True),
+        Stage.SAFE_HARBOR: Verdict(Outcome.ABANDONED, abandoned=True),
+        Stage.MACHINE: Verdict(Outcome.MACHINE),
+        Stage.MACHINE_MESSAGE: Verdict(Outcome.MACHINE),
+    }
+)
+
+
+def verdict(facts: CallFacts) -> Verdict:
+    """The one decision of what a call came to, for live, adopted and reconciled calls alike.
+
+    - Bridged into the agent's bridge (Asterisk's BridgeEnter): a connected human, never an
+      abandon (the dialer never redirects a call once its safe harbor started).
+    - The safe harbor started, or the dialplan found the agent's channel gone
+      (DialerConnectFailed, after which it plays the safe harbor itself): abandoned.
+    - Only the dialplan's last stage known (the call's other events were missed): that stage.
+    - A person answered and was never connected: abandoned once the limit ran out, whoever hung
+      up first; before it, `hung_up_early` (no call was abandoned yet).
+    - A machine by AMD: `machine`; AMD heard a hang-up: `hung_up_early`.
+    - Never answered: the table (`outcome_of_unanswered`).
+    - Asterisk has no record of the end and nothing above is known: `lost`.
+    """
+    if facts.bridged:
+        return Verdict(Outcome.HUMAN, bridged=True)
+    if facts.safe_harbor or facts.connect_failed:
+        return Verdict(Outcome.ABANDONED, abandoned=True)
+    if facts.stage is not None and facts.stage in _STAGE_VERDICTS:
+        return _STAGE_VERDICTS[facts.stage]
+    if not facts.end_seen:
+        return Verdict(Outcome.LOST)
+    if facts.human or (
+        facts.stage is not None
+        and facts.stage is not Stage.ANSWERED
+        and facts.stage is not Stage.AMD
+    ):
+        if facts.waited_s is not None and facts.waited_s >= facts.abandon_limit_s:
+            return Verdict(Outcome.ABANDONED, abandoned=True)
+        return Verdict(Outcome.HUNG_UP_EARLY)
+    if facts.answered or facts.stage is not None:
+        by_amd = outcome_of_answered(facts.amd_status)
+        if by_amd is Outcome.MACHINE:
+            return Verdict(Outcome.MACHINE)
+        # Answered and gone before AMD or the dialer could tell who it was.
+        return Verdict(Outcome.HUNG_UP_EARLY)
+    if facts.hangup_requested:
+        return Verdict(Outcome.NO_ANSWER)
+    return Verdict(
+        outcome_of_unanswered(
+            dial_status=facts.dial_status,
+            hangup_cause=facts.hangup_cause,
+            originate_reason=facts.originate_reason,
+        )
+    )
+
+
+def record_owner(record: str) -> tuple[str, str]:
+    """(campaign id, account id) the dialplan wrote at the end of its record ("" when absent)."""
+    parts = record.split("|")
+    return (parts[5], parts[6]) if len(parts) >= 7 else ("", "")
+
+
+def facts_from_record(record: str, *, abandon_limit_s: float = 2.0) -> CallFacts | None:
+    """The facts in the dialplan's AstDB record of one attempt (asterisk_conf/extensions.conf):
+    `unanswered|DIALSTATUS|cause|||campaign|account` or
+    `stage|amd|cause|awaiting since|ended at|campaign|account` (epoch seconds).
+    None when the record does not parse (the caller then knows nothing of the call)."""
+    parts = record.split("|")
+    cause = int(parts[2]) if len(parts) > 2 and parts[2].strip().isdigit() else None
+    if parts[0] == "unanswered" and len(parts) >= 2:
+        return CallFacts(dial_status=parts[1] or None, hangup_cause=cause)
+    try:
+        stage = Stage(parts[0])
+    except ValueError:
+        return None
+    amd = parts[1] if len(parts) > 1 and parts[1] else None
+    waited = None
+    if len(parts) >= 5 and parts[3] and parts[4]:
+        try:
+            waited = max(0.0, float(parts[4]) - float(parts[3]))
+        except ValueError:
+            waited = None
+    human_stages = (Stage.AWAITING_AGENT, Stage.CONNECTING, Stage.CONNECTED, Stage.SAFE_HARBOR)
+    return CallFacts(
+        answered=True,
+        human=stage in human_stages,
+        amd_status=None if amd == "OFF" else amd,
+        stage=stage,
+        waited_s=waited,
+        abandon_limit_s=abandon_limit_s,
+        hangup_cause=cause,
+    )

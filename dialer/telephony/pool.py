@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from dialer.settings import AmiServer
-from dialer.telephony.ami import AmiNotConnected
+from dialer.telephony.ami import AmiError, AmiNotConnected
 from dialer.telephony.asterisk import (
     AsteriskServer,
     CallNotFound,
@@ -33,6 +34,16 @@ from dialer.telephony.asterisk import (
     Trunk,
 )
 from dialer.telephony.calls import Call, CallEvent, CallSink, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedCall:
+    """An open attempt found after a restart, with what its row says already happened."""
+
+    attempt_id: int
+    answered: bool = False
+    bridged: bool = False
+    abandon_limit_s: float = 2.0
 
 
 class NoCapacity(Exception):
@@ -109,6 +120,7 @@ class ServerPool:
         trunk: str = "default",
         caller_id: str | None = None,
         variables: Mapping[str, str] | None = None,
+        abandon_limit_s: float = 2.0,
     ) -> Call:
         """Place the call on the server with the most free channels on `trunk`.
 
@@ -127,7 +139,12 @@ class ServerPool:
                 break
             try:
                 return await server.originate(
-                    attempt_id, number, trunk=trunk, caller_id=caller_id, variables=variables
+                    attempt_id,
+                    number,
+                    trunk=trunk,
+                    caller_id=caller_id,
+                    variables=variables,
+                    abandon_limit_s=abandon_limit_s,
                 )
             except AmiNotConnected:
                 continue
@@ -135,6 +152,49 @@ class ServerPool:
             f"no free channel on trunk {trunk!r} in rotation "
             f"({len(self.in_rotation())}/{len(self.servers)} servers up)"
         )
+
+    async def adopt(self, calls: Sequence[AdoptedCall]) -> set[int]:
+        """Follow calls a dead process placed: each server's tracker follows them first, then
+        lists its channels, so that a call ending in between is still seen ending. Returns the
+        attempts Asterisk still has (on some server in rotation); the others are not followed."""
+        found: set[int] = set()
+        for server in self.in_rotation():
+            for c in calls:
+                server.tracker.adopt(
+                    c.attempt_id,
+                    answered=c.answered,
+                    bridged=c.bridged,
+                    abandon_limit_s=c.abandon_limit_s,
+                )
+            try:
+                await server.resync()
+            except AmiError:
+                server.tracker.drop_adopted(c.attempt_id for c in calls)
+                continue
+            here = {
+                c.attempt_id
+                for c in calls
+                if (call := server.tracker.calls.get(c.attempt_id)) is not None and call.channel_id
+            }
+            found |= here
+            server.tracker.drop_adopted(c.attempt_id for c in calls if c.attempt_id not in here)
+        return found
+
+    async def records(self, attempt_ids: Sequence[int]) -> dict[int, str]:
+        """Asterisk's own records (the dialplan's AstDB entries) of how attempts ended, from the
+        servers in rotation; attempts with none are left out."""
+        found: dict[int, str] = {}
+        for server in self.in_rotation():
+            for attempt_id in attempt_ids:
+                if attempt_id in found:
+                    continue
+                try:
+                    record = await server.record(attempt_id)
+                except AmiError:
+                    break
+                if record is not None:
+                    found[attempt_id] = record
+        return found
 
     async def connect_agent(self, attempt_id: int, agent: str) -> None:
         await self.server_of(attempt_id).connect_agent(attempt_id, agent)

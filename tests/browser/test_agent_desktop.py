@@ -325,3 +325,38 @@ def test_a_disabled_agent_sees_why_their_session_ended(
     )
     assert browser.find_element(By.ID, "login-view").is_displayed()
     assert browser.execute_script("return sessionStorage.getItem('dialer.token')") is None
+
+
+def test_the_desktop_shows_why_a_reserved_call_never_reached_the_agent(
+    live: LiveServer, browser: webdriver.Chrome
+) -> None:
+    offer = live.call(seed(live))
+    wait = WebDriverWait(browser, 10)
+    browser.get(live.url + "/agent/")
+    browser.find_element(By.ID, "login-user").send_keys("ana")
+    browser.find_element(By.ID, "login-password").send_keys(PASSWORD, Keys.ENTER)
+    wait.until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "#state-badge[data-state='logged_in']"))
+    )
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ALT, "r")
+    wait.until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "#state-badge[data-state='ready']"))
+    )
+    hub = live.app[HUB]
+
+    async def reserve() -> int | None:  # on the server's loop, as the engine does
+        return hub.reserve(offer)
+
+    async def release() -> None:  # what the engine does when the debtor hangs up meanwhile
+        hub.release(offer.call_id, "debtor_hung_up")
+
+    assert live.call(reserve()) is not None
+    wait.until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "#state-badge[data-state='reserved']"))
+    )
+    live.call(release())
+    badge = browser.find_element(By.ID, "state-badge")
+    told = "Disponible · El deudor colgó antes de conectar"  # (shown in capitals by the CSS)
+    wait.until(lambda _d: badge.get_attribute("textContent") == told)
+    badge = browser.find_element(By.ID, "state-badge")
+    assert badge.get_attribute("data-state") == "ready"

@@ -255,6 +255,9 @@ class AsteriskCall:
         return found[0] if found else None
 
 
+_AGENT_PHONE_CHANNEL = "@sim-agent-phone-"  # Local/s@sim-agent-phone-<n>;1 and ;2
+
+
 def asterisk_view(client: AmiClient) -> dict[int, AsteriskCall]:
     """Per attempt id, from the recorded AMI events (timestampevents=yes gives `Timestamp`)."""
     calls: dict[int, AsteriskCall] = {}
@@ -264,6 +267,11 @@ def asterisk_view(client: AmiClient) -> dict[int, AsteriskCall]:
         name = event.get("Event")
         linked = str(event.get("Linkedid", ""))
         unique = str(event.get("Uniqueid", ""))
+        if _AGENT_PHONE_CHANNEL in str(event.get("Channel", "")):
+            # An agent's phone takes the call's Linkedid when it is the newer channel of the two
+            # in the bridge (a session opened after the call, e.g. after a restart): its own
+            # later hang-up is not the call's.
+            continue
         attempt = owner.get(unique, attempt_of(linked))
         if attempt is not None and unique:
             owner.setdefault(unique, attempt)

@@ -58,16 +58,20 @@ async def session(asterisk_ami: AsteriskAmi) -> AsyncIterator[Session]:
             }
         )
         login = await client.wait_for(
-            lambda e: e.get("UserEvent") == "DialerAgentSession"
-            and e.get("Agent") == agent
-            and e.get("State") == "login",
+            lambda e: (
+                e.get("UserEvent") == "DialerAgentSession"
+                and e.get("Agent") == agent
+                and e.get("State") == "login"
+            ),
             timeout=10,
         )
         agent_channel = login["AgentChannel"]
         holding = await client.wait_for(
-            lambda e: e.get("Event") == "BridgeEnter"
-            and e.get("Channel") == agent_channel
-            and e.get("BridgeTechnology") == HOLDING,
+            lambda e: (
+                e.get("Event") == "BridgeEnter"
+                and e.get("Channel") == agent_channel
+                and e.get("BridgeTechnology") == HOLDING
+            ),
             timeout=10,
         )
         # The call: answered (no AMD), the dialer picks the agent and redirects it at once.
@@ -91,10 +95,12 @@ async def session(asterisk_ami: AsteriskAmi) -> AsyncIterator[Session]:
         await call.wait_ended(timeout=15)
         # After the debtor's hangup the agent's channel must re-enter a holding bridge.
         await client.wait_for(
-            lambda e: e.get("Event") == "BridgeEnter"
-            and e.get("Channel") == agent_channel
-            and e.get("BridgeTechnology") == HOLDING
-            and float(e["Timestamp"]) > float(holding["Timestamp"]),
+            lambda e: (
+                e.get("Event") == "BridgeEnter"
+                and e.get("Channel") == agent_channel
+                and e.get("BridgeTechnology") == HOLDING
+                and float(e["Timestamp"]) > float(holding["Timestamp"])
+            ),
             timeout=5,
         )
         await asyncio.sleep(0.3)
@@ -129,9 +135,11 @@ def test_answered_call_is_bridged_to_the_nailed_up_agent_within_1_s(session: Ses
     assert len(enters) == 1, session.call.summary()
     bridge = enters[0]["BridgeUniqueid"]
     debtor_in = session.client.find(
-        lambda e: e.get("Event") == "BridgeEnter"
-        and e.get("BridgeUniqueid") == bridge
-        and e.get("Uniqueid") == session.call.id
+        lambda e: (
+            e.get("Event") == "BridgeEnter"
+            and e.get("BridgeUniqueid") == bridge
+            and e.get("Uniqueid") == session.call.id
+        )
     )
     assert debtor_in, "the debtor's call never joined the agent's bridge"
     connected_at = max(ts(enters[0]), ts(debtor_in[0]))
@@ -141,9 +149,11 @@ def test_answered_call_is_bridged_to_the_nailed_up_agent_within_1_s(session: Ses
 def test_the_agent_phone_never_rings(session: Session) -> None:
     # Same channel throughout: nothing new was dialed toward the agent, nothing rang.
     ringing = session.client.find(
-        lambda e: e.get("Event") == "Newstate"
-        and e.get("Channel") in (session.agent_channel, session.phone_channel)
-        and e.get("ChannelStateDesc") == "Ringing"
+        lambda e: (
+            e.get("Event") == "Newstate"
+            and e.get("Channel") in (session.agent_channel, session.phone_channel)
+            and e.get("ChannelStateDesc") == "Ringing"
+        )
     )
     assert ringing == []
     assert session.agent_events("Hangup") == []
@@ -153,9 +163,11 @@ def test_agent_returns_to_holding_when_the_debtor_hangs_up(session: Session) -> 
     assert session.call.hangup_of_originating_half() is not None
     bridge = _bridge_enters(session)[0]["BridgeUniqueid"]
     debtor_left = session.client.find(
-        lambda e: e.get("Event") == "BridgeLeave"
-        and e.get("BridgeUniqueid") == bridge
-        and e.get("Uniqueid") == session.call.id
+        lambda e: (
+            e.get("Event") == "BridgeLeave"
+            and e.get("BridgeUniqueid") == bridge
+            and e.get("Uniqueid") == session.call.id
+        )
     )
     assert debtor_left, "the debtor never left the agent's bridge"
     back = [
@@ -174,9 +186,7 @@ def test_agent_returns_to_holding_when_the_debtor_hangs_up(session: Session) -> 
     assert states[:3] == ["login", "holding", "holding"]
 
 
-def test_connected_call_is_recorded_when_asked(
-    session: Session, asterisk_ami: AsteriskAmi
-) -> None:
+def test_connected_call_is_recorded_when_asked(session: Session, asterisk_ami: AsteriskAmi) -> None:
     if asterisk_ami.spool_dir is None:
         pytest.skip("recordings are checked on the sandbox only (given Asterisk: no file access)")
     recording = asterisk_ami.spool_dir / "monitor" / "dialer" / f"{session.call.id}.wav"

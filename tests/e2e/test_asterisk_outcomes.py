@@ -48,10 +48,7 @@ async def calls(asterisk_ami: AsteriskAmi) -> AsyncIterator[dict[str, Attempt]]:
     try:
         names = list(CALLS)
         attempts = await asyncio.gather(
-            *(
-                originate(client, CALLS[name][0], variables=CALLS[name][1])
-                for name in names
-            )
+            *(originate(client, CALLS[name][0], variables=CALLS[name][1]) for name in names)
         )
         by_name = dict(zip(names, attempts, strict=True))
         await asyncio.gather(*(a.wait_ended(timeout=RING_TIMEOUT_S + 30) for a in attempts))

@@ -2,6 +2,10 @@
 Postgres, through `build_app` with 5 websocket agents on nailed-up channels, checked against
 Asterisk's view.
 
+Bridge faults are injected along the way (issue 15): at every `HANG_UP_EVERY`th connect the
+debtor hangs up just before the engine's Redirect leaves, and at every `REFUSE_EVERY`th Asterisk
+refuses the Redirect. Every attempt's outcome and flags must still agree with Asterisk's events.
+
 The run is done once (module fixture); each test checks one property of it.
 """
 
@@ -35,6 +39,7 @@ from tests.e2e.campaign_harness import (
     open_desks,
     seed_campaign,
 )
+from tests.e2e.test_bridge_faults import _debtor_hangs_up, _redirect_refused
 from tests.e2e.test_telephony_outcomes import settings as ami_settings
 from tests.fixtures.asterisk import AsteriskAmi, connect
 from tests.fixtures.postgres import PgServer, _migrated
@@ -58,6 +63,8 @@ TALK_S = 1.5
 # Leave warm-up sooner than the default (60 attempts, 15 live, 8 handles) so that most of the
 # 200 calls are paced by the predictive rule, not its progressive warm-up.
 PACING = {"warmup_attempts": 20, "warmup_live": 5, "warmup_handles": 4}
+HANG_UP_EVERY = 9  # the debtor hangs up while the agent is being connected
+REFUSE_EVERY = 13  # Asterisk refuses the Redirect to the agent
 
 
 @dataclass
@@ -69,6 +76,7 @@ class Run:
     desks: list[Desk]
     asterisk: dict[int, AsteriskCall]
     seconds: float
+    faults: dict[int, str]  # attempt id -> "debtor_hung_up" | "connect_refused"
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -90,8 +98,25 @@ async def run(pg_server: PgServer, asterisk_ami: AsteriskAmi) -> AsyncIterator[R
     readers: list[asyncio.Task[None]] = []
     started = time.monotonic()
     modes: Counter[str] = Counter()
+    faults: dict[int, str] = {}
+    pool = app[RUNTIME].pool
+    original = pool.connect_agent
+    connects = itertools.count(1)
+
+    async def connect_with_faults(attempt_id: int, agent: str) -> None:
+        n = next(connects)
+        if n % HANG_UP_EVERY == 0 and attempt_id not in faults:
+            faults[attempt_id] = "debtor_hung_up"
+            await _debtor_hangs_up(pool, listener, attempt_id, int(agent))
+        elif n % REFUSE_EVERY == 0 and attempt_id not in faults:
+            faults[attempt_id] = "connect_refused"
+            await _redirect_refused(pool, listener, attempt_id, int(agent))
+            return
+        await original(attempt_id, agent)
+
+    pool.connect_agent = connect_with_faults  # type: ignore[method-assign]
     try:
-        await app[RUNTIME].pool.wait_connected(15)
+        await pool.wait_connected(15)
         desks, readers = await open_desks(client, logins, campaign_id, TALK_S)
         async with asyncio.timeout(240):
             while True:
@@ -129,7 +154,7 @@ async def run(pg_server: PgServer, asterisk_ami: AsteriskAmi) -> AsyncIterator[R
     listener.manager.close()
     await db.dispose()
     try:
-        yield Run(numbers, attempts, dispositions, members, desks, view, seconds)
+        yield Run(numbers, attempts, dispositions, members, desks, view, seconds, faults)
     finally:
         await pg_server.drop_database(url)
 
@@ -142,10 +167,12 @@ def test_every_account_is_attempted_exactly_once(run: Run) -> None:
 
 
 def test_every_attempt_ends_in_the_outcome_its_number_dictates(run: Run) -> None:
+    faulted = {"debtor_hung_up": {"hung_up_early"}, "connect_refused": {"abandoned"}}
     wrong = [
         (a.id, a.number, a.outcome)
         for a in run.attempts
-        if a.outcome not in expected_outcomes(a.number)
+        if a.outcome
+        not in (faulted[run.faults[a.id]] if a.id in run.faults else expected_outcomes(a.number))
     ]
     assert wrong == [], "\n".join(
         f"attempt {i} ({number}) -> {outcome}; Asterisk saw:\n  "
@@ -199,7 +226,11 @@ def test_no_phone_is_dialed_twice_at_once(run: Run) -> None:
 
 
 def test_every_human_answer_is_bridged_to_an_agent_or_gets_the_safe_harbor(run: Run) -> None:
-    humans = [a for a in run.attempts if a.number.startswith(("5551", "5557"))]
+    humans = [
+        a
+        for a in run.attempts
+        if a.number.startswith(("5551", "5557")) and run.faults.get(a.id) != "debtor_hung_up"
+    ]
     pops = {attempt: d.agent_id for d in run.desks for attempt in d.pops}
     bridged = abandoned = 0
     for a in humans:
@@ -218,6 +249,7 @@ def test_every_human_answer_is_bridged_to_an_agent_or_gets_the_safe_harbor(run: 
             assert call.first("DialerSafeHarbor") is not None, f"{a.id}: no safe harbor"
     # Nobody else was bridged or abandoned.
     assert all(a.bridged_at is None and not a.abandoned for a in run.attempts if a not in humans)
+    assert len([f for f in run.faults.values() if f == "debtor_hung_up"]) >= 2
     assert [i for i, c in run.asterisk.items() if c.agent_bridge_ts and i not in pops] == []
     print(f"\nhumans: {bridged} bridged, {abandoned} abandoned (safe harbor)")
 
@@ -242,3 +274,39 @@ def test_the_database_agrees_with_asterisk_on_what_each_call_did(run: Run) -> No
             assert call.first("DialerAwaitingAgent") is None, a.id
         if a.outcome in ("human", "abandoned"):
             assert call.first("DialerAwaitingAgent") is not None, a.id
+
+
+def asterisk_verdict(call: AsteriskCall, limit_s: float = 2.0) -> tuple[str | None, bool, bool]:
+    """The oracle, from Asterisk's own events only (the abandon rule's text: a person not
+    connected to an agent within the limit is abandoned; the safe-harbor message marks it):
+    (outcome for answered people or None, bridged, abandoned)."""
+    bridged = call.agent_bridge_ts is not None
+    harbor = call.first("DialerSafeHarbor") is not None
+    connect_failed = call.first("DialerConnectFailed") is not None
+    awaiting = call.first("DialerAwaitingAgent")
+    if bridged:
+        return "human", True, False
+    if harbor or connect_failed:
+        return "abandoned", False, True
+    if awaiting is not None:
+        waited = call.last_hangup_ts - float(awaiting["Timestamp"])
+        if waited >= limit_s:
+            return "abandoned", False, True
+        return "hung_up_early", False, False
+    return None, False, False
+
+
+def test_every_attempts_outcome_and_flags_agree_with_asterisks_events(run: Run) -> None:
+    disagree = []
+    for a in run.attempts:
+        outcome, bridged, abandoned = asterisk_verdict(run.asterisk[a.id])
+        got = (a.bridged_at is not None, a.abandoned)
+        if got != (bridged, abandoned) or (outcome is not None and a.outcome != outcome):
+            disagree.append((a.id, a.number, a.outcome, got, (outcome, bridged, abandoned)))
+    assert disagree == [], "\n".join(
+        f"attempt {i} ({n}): db {o} {g}, Asterisk {w}:\n  " + "\n  ".join(run.asterisk[i].trace)
+        for i, n, o, g, w in disagree
+    )
+    assert [a.id for a in run.attempts if a.bridged_at is not None and a.abandoned] == []
+    assert run.faults, "faults were injected"
+    print(f"\nbridge faults injected: {dict(Counter(run.faults.values()))}")

@@ -229,3 +229,103 @@ async def test_a_killed_dialer_restarts_without_dialing_anything_twice(
         f"reconciled as {Counter(r.outcome for r in rows if r.id in left_open)}; "
         f"dialed after the restart: {len(resumed)}"
     )
+
+
+# Calls that end while no dialer process runs: people who answer after the kill (the dialplan
+# plays them the safe harbor by itself) and conversations bridged before it that the debtor ends
+# during it.
+OUTAGE_MIX = {
+    "555106": 6,  # a person answers 6 s after the dial: while nobody runs, safe harbor
+    "555709": 6,  # a person answers after 1 s, is bridged, hangs up 9 s later (during the outage)
+    "555300": 6,  # busy
+}
+
+
+async def test_calls_that_end_while_no_dialer_runs_are_recorded_from_asterisks_records(
+    pg_server: PgServer, asterisk_ami: AsteriskAmi, log_dir: Path
+) -> None:
+    url = await _migrated(await pg_server.create_database())
+    db = make_engine(url)
+    sessions = make_sessionmaker(db)
+    numbers = numbers_for(OUTAGE_MIX, seed=15)
+    campaign_id, logins = await seed_campaign(
+        sessions, numbers, agents=5, dial_mode="progressive", name="outage"
+    )
+    listener = await connect(asterisk_ami)
+    first = Serve("dialer-records-1", url, asterisk_ami, log_dir)
+    second: Serve | None = None
+    agents = None
+
+    async def attempts() -> list[CallAttempt]:
+        async with sessions() as s:
+            return list((await s.execute(select(CallAttempt))).scalars())
+
+    try:
+        await first.wait_up()
+        http = aiohttp.ClientSession(base_url=first.base_url)
+        # Agents who stay on the line: the debtor (555709) ends the conversation.
+        desks, readers = await open_desks(http, logins, campaign_id, talk_s=60.0)
+        agents = (http, desks, readers)
+        async with asyncio.timeout(90):
+            while True:
+                rows = await attempts()
+                talking = [r for r in rows if r.bridged_at and not r.ended_at]
+                ringing = [
+                    r
+                    for r in rows
+                    if r.number.startswith("555106") and not r.answered_at and not r.ended_at
+                ]
+                if talking and ringing:
+                    break
+                await asyncio.sleep(0.1)
+        first.kill()
+        await drop_agents(*agents)
+        agents = None
+        left_open = {r.id: r.number for r in await attempts() if r.ended_at is None}
+        # Wait, with no dialer running, until Asterisk has ended every one of them.
+        async with asyncio.timeout(40):
+            while True:
+                view = asterisk_view(listener)
+                if all(
+                    i in view and not view[i].open_channels and view[i].last_hangup_ts > 0
+                    for i in left_open
+                ):
+                    break
+                await asyncio.sleep(0.5)
+        second = Serve("dialer-records-2", url, asterisk_ami, log_dir)
+        await second.wait_up()
+        async with asyncio.timeout(30):
+            while True:
+                rows = {r.id: r for r in await attempts()}
+                if all(rows[i].ended_at for i in left_open):
+                    break
+                await asyncio.sleep(0.3)
+    finally:
+        if agents is not None:
+            await drop_agents(*agents)
+        first.kill() if first.proc.poll() is None else None
+        if second is not None:
+            second.stop()
+        await hang_up_agent_phones(listener)
+        await db.dispose()
+    view = asterisk_view(listener)
+    listener.manager.close()
+    await pg_server.drop_database(url)
+
+    from tests.e2e.test_campaign_e2e import asterisk_verdict
+
+    checked: Counter[str] = Counter()
+    for attempt_id, number in left_open.items():
+        row = rows[attempt_id]
+        outcome, bridged, abandoned = asterisk_verdict(view[attempt_id])
+        expected = outcome or next(iter(expected_outcomes(number)))
+        got = (row.outcome, row.bridged_at is not None, row.abandoned)
+        assert got == (expected, bridged, abandoned), (
+            f"attempt {attempt_id} ({number}): db {got}, Asterisk {(expected, bridged, abandoned)}"
+            + "\n  " + "\n  ".join(view[attempt_id].trace)
+        )  # fmt: skip
+        checked[row.outcome or ""] += 1
+    # Asterisk has a record of every one of them: none is lost.
+    assert checked["lost"] == 0
+    assert checked["human"] >= 1 and checked["abandoned"] >= 1, checked
+    print(f"\nended while no dialer ran, recorded from Asterisk's records: {dict(checked)}")

@@ -108,7 +108,7 @@ class OneAgentHub:
         assert self.pool is not None
         await self.pool.hang_up(attempt_id)
 
-    async def unreserve(self, agent_id: int) -> None:
+    async def unreserve(self, agent_id: int, reason: str = "not_connected") -> None:
         self.state = AgentState.READY
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:

@@ -80,6 +80,7 @@ async def until(predicate: Callable[[], object], timeout: float = 3.0) -> None:
         while not predicate():
             await asyncio.sleep(0.005)
 
+
 async def reserved_by_a(a: Process, b: Process) -> tuple[int, int]:
     """An agent ready on B, seen by A and reserved by A's engine for a call: (agent, attempt)."""
     agent_id, ws = await ready_agent(b.floor)
@@ -89,7 +90,6 @@ async def reserved_by_a(a: Process, b: Process) -> tuple[int, int]:
     await until(lambda: agent_id in a.cluster.remote)
     assert await a.cluster.reserve(agent_id, offer.attempt_id)
     return agent_id, offer.attempt_id
-
 
 
 async def ghost(pg_engine: AsyncEngine, node: str, agents: list[list[object]]) -> None:

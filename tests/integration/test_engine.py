@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.compliance.claiming import ClaimOptions
 from dialer.engine.engine import Engine
-from dialer.engine.ports import CallEvent, CallEventKind, OriginateRequest, ReadyAgent
+from dialer.engine.ports import (
+    CallEvent,
+    CallEventKind,
+    EndedCall,
+    OpenCall,
+    OriginateRequest,
+    ReadyAgent,
+)
 from dialer.store import leases
 from dialer.store.claim import claim_phones, first_dialable_phone
 from dialer.store.db import make_sessionmaker
@@ -36,6 +43,11 @@ class Telephony:
     commands: list[tuple[str, int, float]] = field(default_factory=list)
     live: set[int] = field(default_factory=set)
     followed: list[int] = field(default_factory=list)
+    records: dict[int, EndedCall] = field(default_factory=dict)  # Asterisk's records of ended calls
+    # Stands for Asterisk: a Redirect into the agent's bridge is followed by its BridgeEnter.
+    engine: Engine | None = None
+    bridges: bool = True
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def originate(self, request: OriginateRequest) -> str:
         self.originated.append(request)
@@ -45,6 +57,16 @@ class Telephony:
         self.commands.append(
             ("bridge:" + agent.channel, attempt_id, asyncio.get_running_loop().time())
         )
+        if self.engine is not None and self.bridges:
+            event = CallEvent(
+                attempt_id,
+                CallEventKind.BRIDGED,
+                dt.datetime.now(dt.UTC),
+                agent=str(agent.agent_id),
+            )
+            task = asyncio.create_task(self.engine.on_event(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def safe_harbor(self, attempt_id: int) -> None:
         self.commands.append(("safe_harbor", attempt_id, asyncio.get_running_loop().time()))
@@ -62,11 +84,14 @@ class Telephony:
     def free_channels(self) -> int | None:
         return None
 
-    async def live_attempts(self, candidates: Sequence[int]) -> set[int]:
-        return {c for c in candidates if c in self.live}
+    async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+        self.followed.extend(c.attempt_id for c in calls)
+        return {c.attempt_id for c in calls if c.attempt_id in self.live}
 
-    def follow(self, attempt_ids: Sequence[int]) -> None:
-        self.followed.extend(attempt_ids)
+    async def ended(self, calls: Sequence[OpenCall]) -> dict[int, EndedCall]:
+        return {
+            c.attempt_id: self.records[c.attempt_id] for c in calls if c.attempt_id in self.records
+        }
 
 
 @dataclass
@@ -75,6 +100,7 @@ class Hub:
 
     agents: dict[int, list[object]] = field(default_factory=dict)
     popped: list[tuple[int, int]] = field(default_factory=list)
+    released: list[tuple[int, str]] = field(default_factory=list)
 
     def add_ready(self, agent_id: int, since: float) -> None:
         self.agents[agent_id] = [AgentState.READY, since]
@@ -101,8 +127,9 @@ class Hub:
         self.agents[agent_id][0] = AgentState.TALKING
         self.popped.append((agent_id, attempt_id))
 
-    async def unreserve(self, agent_id: int) -> None:
+    async def unreserve(self, agent_id: int, reason: str = "not_connected") -> None:
         self.agents[agent_id][0] = AgentState.READY
+        self.released.append((agent_id, reason))
 
     async def call_ended(self, agent_id: int, attempt_id: int) -> None:
         self.agents[agent_id][0] = AgentState.WRAP_UP
@@ -135,7 +162,9 @@ def _any_hour(_campaign: object) -> ClaimOptions:
 
 
 def _engine(db: AsyncEngine, tel: Telephony, hub: Hub) -> Engine:
-    return Engine(make_sessionmaker(db), tel, hub, owner="test", tick_hz=20, options_for=_any_hour)
+    eng = Engine(make_sessionmaker(db), tel, hub, owner="test", tick_hz=20, options_for=_any_hour)
+    tel.engine = eng
+    return eng
 
 
 async def _run_until(engine: Engine, predicate: object, timeout: float = 5.0) -> None:
@@ -267,13 +296,16 @@ async def test_no_agent_within_the_limit_plays_the_safe_harbor_and_counts_an_aba
     assert 1.0 < at - answered < 2.0, (
         "safe harbor starts inside the 2-second limit, not before trying"
     )
+    # Telephony's verdict: the safe harbor played (DialerSafeHarbor), so abandoned.
+    await eng.on_event(CallEvent(attempt_id, CallEventKind.ABANDONED, dt.datetime.now(dt.UTC)))
     await eng.on_event(
         CallEvent(
             attempt_id,
             CallEventKind.ENDED,
             dt.datetime.now(dt.UTC),
-            outcome="human",
+            outcome="abandoned",
             hangup_cause=16,
+            abandoned=True,
         )
     )
     eng.stop()
@@ -310,18 +342,34 @@ async def test_an_agent_freed_within_the_limit_takes_the_waiting_call(engine: As
 async def test_after_a_crash_open_attempts_are_reconciled_and_never_redialed(
     engine: AsyncEngine,
 ) -> None:
-    cid = await _campaign(engine, accounts=3)
+    cid = await _campaign(engine, accounts=4)
     sessions = make_sessionmaker(engine)
     now = dt.datetime.now(dt.UTC)
-    async with sessions.begin() as s:  # what a killed process left behind: three open attempts
-        claimed = (await claim_phones(s, cid, 3, now)).claimed
-    tel, hub = Telephony(live={claimed[0].attempt_id}), Hub()
+    async with sessions.begin() as s:  # what a killed process left behind: four open attempts
+        claimed = (await claim_phones(s, cid, 4, now)).claimed
+    live, harbored, busy, unknown = (c.attempt_id for c in claimed)
+    tel, hub = Telephony(live={live}), Hub()
+    # Asterisk's own records of the calls that ended while no process ran.
+    tel.records = {
+        harbored: EndedCall(harbored, "abandoned", abandoned=True),
+        busy: EndedCall(busy, "busy", dial_status="BUSY", hangup_cause=17),
+    }
     eng = _engine(engine, tel, hub)
-    await _run_until(eng, lambda: cid in eng.runs and claimed[0].attempt_id in eng.calls, timeout=3)
+    await _run_until(eng, lambda: cid in eng.runs and live in eng.calls, timeout=3)
     async with sessions() as s:
         rows = {r.id: r for r in (await s.execute(select(CallAttempt))).scalars()}
-    assert rows[claimed[0].attempt_id].ended_at is None, "the call Asterisk still has stays open"
-    assert {rows[c.attempt_id].outcome for c in claimed[1:]} == {"lost"}
+        members = {m.account_id: m for m in (await s.execute(select(CampaignAccount))).scalars()}
+    assert rows[live].ended_at is None, "the call Asterisk still has stays open"
+    assert (rows[harbored].outcome, rows[harbored].abandoned) == ("abandoned", True)
+    assert rows[harbored].answered_at is not None, "counted in the abandon window"
+    assert (rows[busy].outcome, rows[busy].dial_status) == ("busy", "BUSY")
+    assert rows[unknown].outcome == "lost", "only what Asterisk has no record of is lost"
+    rest = members[rows[unknown].account_id].next_attempt_at
+    ended = rows[unknown].ended_at
+    assert rest is not None and ended is not None
+    if rest.tzinfo is None:
+        rest, ended = rest.replace(tzinfo=dt.UTC), ended.replace(tzinfo=dt.UTC)
+    assert rest - ended >= dt.timedelta(hours=72), "a lost call rests as long as an abandon"
     assert tel.originated == [], "reconciliation never dials"
 
 

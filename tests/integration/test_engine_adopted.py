@@ -3,16 +3,17 @@ telephony to follow them, and closes one as lost only when it vanished without a
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialer.engine.ports import CallEvent, CallEventKind
+from dialer.engine.ports import CallEvent, CallEventKind, OpenCall, TelephonyUnavailable
 from dialer.store.claim import claim_phones
 from dialer.store.db import make_sessionmaker
 from dialer.store.models import CallAttempt
+from pacing.snapshot import AgentState
 from tests.integration.test_engine import Hub, Telephony, _campaign, _engine
 
 pytestmark = pytest.mark.postgres
@@ -46,16 +47,34 @@ async def test_an_adopted_call_is_closed_with_its_real_outcome(engine: AsyncEngi
     assert await _outcome(engine, attempt_id) == "no_answer"
 
 
-async def test_an_adopted_call_that_vanished_silently_is_closed_lost(engine: AsyncEngine) -> None:
+async def test_an_adopted_bridged_call_ends_with_telephonys_verdict(engine: AsyncEngine) -> None:
     cid = await _campaign(engine, accounts=1)
     attempt_id = await _left_open(engine, cid)
-    tel = Telephony(live={attempt_id})
-    eng = _engine(engine, tel, Hub())
+    tel, hub = Telephony(live={attempt_id}), Hub()
+    hub.add_ready(3, 0.0)
+    eng = _engine(engine, tel, hub)
     await eng.reconcile(cid)
-    tel.live.clear()  # gone, and no Hangup ever reached this process
     now = dt.datetime.now(dt.UTC)
-    await eng._follow_adopted(cid, now)
-    assert await _outcome(engine, attempt_id) is None, "one miss: its Hangup may be on its way"
-    await asyncio.sleep(0)
-    await eng._follow_adopted(cid, now)
-    assert await _outcome(engine, attempt_id) == "lost"
+    await eng.on_event(CallEvent(attempt_id, CallEventKind.BRIDGED, now, agent="3"))
+    await eng.on_event(
+        CallEvent(attempt_id, CallEventKind.ENDED, now, outcome="human", bridged=True)
+    )
+    async with make_sessionmaker(engine)() as s:
+        row = await s.get(CallAttempt, attempt_id)
+    assert row is not None and row.outcome == "human" and row.bridged_at is not None
+    assert row.agent_id == 3 and not row.abandoned
+    assert hub.agents[3][0] is AgentState.WRAP_UP, "the agent who had it goes to wrap-up"
+
+
+async def test_nothing_is_closed_while_asterisk_cannot_be_asked(engine: AsyncEngine) -> None:
+    cid = await _campaign(engine, accounts=1)
+    attempt_id = await _left_open(engine, cid)
+
+    class Down(Telephony):
+        async def adopt(self, calls: Sequence[OpenCall]) -> set[int]:
+            raise TelephonyUnavailable("AMI not connected to pbx1")
+
+    eng = _engine(engine, Down(), Hub())
+    with pytest.raises(TelephonyUnavailable):
+        await eng.reconcile(cid)
+    assert await _outcome(engine, attempt_id) is None, "not lost: Asterisk was not asked"

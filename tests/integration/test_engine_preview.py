@@ -61,8 +61,19 @@ async def _hold_preview(db: AsyncEngine, campaign_id: int, agent_id: int) -> int
 
 
 async def _end(eng: Engine, attempt_id: int, outcome: str, cause: int = 16) -> None:
+    tel = eng.telephony
+    assert isinstance(tel, Telephony)
+    await asyncio.gather(*tel._tasks)  # the BridgeEnter stand-in is handled first, as in order
     await eng.on_event(
-        CallEvent(attempt_id, CallEventKind.ENDED, _now(), outcome=outcome, hangup_cause=cause)
+        CallEvent(
+            attempt_id,
+            CallEventKind.ENDED,
+            _now(),
+            outcome=outcome,
+            hangup_cause=cause,
+            bridged=outcome == "human",
+            abandoned=outcome == "abandoned",
+        )
     )
 
 
@@ -138,7 +149,7 @@ async def test_a_preview_whose_agent_left_gets_the_safe_harbor(engine: AsyncEngi
     await _answer(eng, attempt_id)
     await _wait(lambda: tel.commands)
     assert [c[0] for c in tel.commands] == ["safe_harbor"]
-    await _end(eng, attempt_id, "human")
+    await _end(eng, attempt_id, "abandoned")  # telephony's verdict: DialerSafeHarbor was seen
     async with make_sessionmaker(engine)() as s:
         row = await s.get(CallAttempt, attempt_id)
     assert row is not None and row.abandoned and row.outcome == "abandoned"

@@ -30,8 +30,10 @@ def history(
     sigma2 = float(np.log1p(0.49))
     talks = rng.lognormal(np.log(180.0) - sigma2 / 2, np.sqrt(sigma2), handles)
     wraps = rng.uniform(15, 45, handles)
-    out_h = [Handle(i, float(i), float(t), float(w)) for i, (t, w) in
-             enumerate(zip(talks, wraps, strict=True))]
+    out_h = [
+        Handle(i, float(i), float(t), float(w))
+        for i, (t, w) in enumerate(zip(talks, wraps, strict=True))
+    ]
     return out_a, out_h
 
 
@@ -56,5 +58,14 @@ def snapshot(
     agents += [AgentView(AgentState.PAUSED, 60.0)] * paused
     calls = [CallView(CallStage.DIALING, s) for s in pending or []]
     calls += [CallView(CallStage.ANSWERED_WAITING, 10.0)] * waiting
-    return Snapshot.build(now, agents, calls, attempts or [], handles or [], window_abandoned,
-                          window_connected, trunk_free, window_estimated)
+    return Snapshot.build(
+        now,
+        agents,
+        calls,
+        attempts or [],
+        handles or [],
+        window_abandoned,
+        window_connected,
+        trunk_free,
+        window_estimated,
+    )

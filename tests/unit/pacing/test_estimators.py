@@ -69,8 +69,10 @@ def test_campaign_estimators_count_each_attempt_once() -> None:
 
 
 def test_campaign_estimators_learn_contact_rate_from_live_outcomes() -> None:
-    attempts = [Attempt(i, float(i), Outcome.ABANDONED if i % 10 == 0 else Outcome.MACHINE, 10.0)
-                for i in range(2000)]
+    attempts = [
+        Attempt(i, float(i), Outcome.ABANDONED if i % 10 == 0 else Outcome.MACHINE, 10.0)
+        for i in range(2000)
+    ]
     est = CampaignEstimators(contact_half_life=1e9)
     est.update(Snapshot(now=0.0, attempts=attempts))
     assert abs(est.contact.value - 0.1) < 0.01

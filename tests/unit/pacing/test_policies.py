@@ -17,7 +17,9 @@ from .helpers import history, snapshot
 def warmed(**settings: float) -> tuple[PredictivePolicy, dict[str, list]]:
     attempts, handles = history()
     return PredictivePolicy(PredictiveSettings(**settings)), {
-        "attempts": attempts, "handles": handles}
+        "attempts": attempts,
+        "handles": handles,
+    }
 
 
 def test_preview_never_launches() -> None:
@@ -123,8 +125,13 @@ def test_make_policy_builds_power_with_its_ratio() -> None:
 def test_estimated_abandons_are_budgeted_at_their_upper_bound() -> None:
     observed, hist = warmed()
     estimated, _ = warmed()
-    args = {"ready": 3, "talking": [150.0] * 40, "window_abandoned": 10.0,
-            "window_connected": 990.0, **hist}
+    args = {
+        "ready": 3,
+        "talking": [150.0] * 40,
+        "window_abandoned": 10.0,
+        "window_connected": 990.0,
+        **hist,
+    }
     a = observed.decide(snapshot(**args))
     b = estimated.decide(snapshot(window_estimated=10.0, **args))
     assert b.inputs["launch_threshold"] < a.inputs["launch_threshold"]

@@ -22,8 +22,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["simulate", *argv])
 
 
-def test_simulate_prints_the_report_and_writes_json(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_prints_the_report_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY)
     out = tmp_path / "out.json"

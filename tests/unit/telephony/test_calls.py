@@ -144,7 +144,7 @@ def test_human_answer_emits_answered_then_human_then_bridged_and_ends_human() ->
         user("DialerAmd", AmdStatus="HUMAN", AmdCause="HUMAN-800-800"),
         user("DialerAwaitingAgent", Amd="HUMAN", Wait="0.8"),
         user("DialerConnecting", Agent="1001", AgentChannel="Local/login@x;2"),
-        ev("BridgeEnter", CID, BridgeUniqueid="b1"),
+        ev("BridgeEnter", CID, BridgeUniqueid="b1", Context="dialer-connect"),
         ev("Hangup", "1700.5", Cause="16"),
         ev("Hangup", f"{CID}-2", Cause="16"),
         ev("Hangup", CID, Cause="16"),
@@ -269,7 +269,9 @@ def test_new_channel_of_an_unknown_dialer_attempt_is_reported_once() -> None:
     assert len([e for e in events if e.kind is CallEventKind.UNKNOWN_CHANNEL]) == 2
 
 
-def show(uid: str, linked: str, state: str = "6", context: str = "dialer-answered") -> Message:
+def show(
+    uid: str, linked: str, state: str = "6", context: str = "dialer-answered", bridge: str = ""
+) -> Message:
     return Message(
         {
             "Event": "CoreShowChannel",
@@ -278,6 +280,7 @@ def show(uid: str, linked: str, state: str = "6", context: str = "dialer-answere
             "Linkedid": linked,
             "ChannelState": state,
             "Context": context,
+            "BridgeId": bridge,
         }
     )
 
@@ -310,7 +313,9 @@ def test_resync_follows_a_call_found_alive_and_catches_up_its_state() -> None:
     call = t.expect(42, CID)
     t.originate_uncertain(call)  # the reply was lost with the connection
     clock.mono += 10
-    report = t.resync([show(CID, CID, "6", "dialer-connect"), show(f"{CID}-2", CID, "6")])
+    report = t.resync(
+        [show(CID, CID, "6", "dialer-connect", bridge="b1"), show(f"{CID}-2", CID, "6")]
+    )
     assert report.alive == 1 and report.lost == ()
     assert call.state is CallState.BRIDGED
     assert not call.uncertain
