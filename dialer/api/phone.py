@@ -19,6 +19,7 @@ from dialer.auth import PRINCIPAL_KEY, require_role
 from dialer.doctor import NOT_CONFIGURED, NOT_REACHABLE
 from dialer.store.models import Agent, Role
 from dialer.telephony.ami import AmiError
+from dialer.telephony.softphones import SOFTPHONE
 
 log = logging.getLogger("dialer.phone")
 
@@ -67,6 +68,9 @@ async def my_phone(request: web.Request) -> web.StreamResponse:
             "No phone is configured for you: an administrator runs "
             f"`dialer agent update {principal.login} --phone PJSIP/...`"
         )
+    elif endpoint == SOFTPHONE:
+        # The desktop's own WebRTC phone, provisioned at login: its panel shows its state.
+        status, detail = "ok", "the desktop's softphone"
     else:
         device = await device_state(request, endpoint)
         if device is None:

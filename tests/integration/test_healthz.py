@@ -1,5 +1,6 @@
-"""/healthz runs `dialer doctor`'s fast subset: 200 with the failing checks while the process
-cannot dial (`degraded`), 503 only when the database is unusable."""
+"""/healthz runs `dialer doctor`'s fast subset: 200 with the failing checks while a campaign
+cannot dial (`degraded`), 503 when the database is unusable (and, with dialing configured, while
+the engine or an AMI connection is down: tests/e2e/test_postgres_outage.py)."""
 
 from __future__ import annotations
 
