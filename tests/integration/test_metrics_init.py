@@ -5,6 +5,7 @@ the supervisor view gets the same campaign's live figures."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -37,6 +38,9 @@ async def samples(client: TestClient, campaign: str) -> dict[tuple[str, str], fl
 async def test_a_running_campaigns_series_start_at_zero(engine: AsyncEngine) -> None:
     async with make_sessionmaker(engine).begin() as s:
         campaign = Campaign(
+            # The metrics registry is the process's: an id no other test's campaign has, so that
+            # earlier tests' counts under the same label cannot show here.
+            id=700_000 + uuid.uuid4().int % 100_000,
             name="Cobranza temprana", state="running", compliance_profile="MX",
             dial_mode="progressive", caller_id="+525550000001",
         )  # fmt: skip
